@@ -1,0 +1,42 @@
+# The two commands: `make run` starts the platform on local stand-ins, `make test` runs lint and the whole
+# test suite. Both install what they need first (idempotent: a second run reuses .venv).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+UV_VERSION := 0.13.8
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install lock lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.txt requirements-dev.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@bash scripts/install-system-tools.sh
+	@touch $(STAMP)
+
+run: install
+	@exec $(BIN)/python -m demobank.launcher
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Regenerate the pins from requirements*.in (needs the package registry).
+lock:
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/python -m pip install --quiet uv==$(UV_VERSION); }
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements.in -o requirements.txt
+	$(BIN)/uv pip compile --quiet --python-version 3.11 requirements-dev.in -o requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .airflow .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Hooks that wrap the vendors' SDKs. Hooks know no workflow."""
