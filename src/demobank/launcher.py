@@ -215,11 +215,13 @@ class Launcher:
         moto = self.start("moto", [str(Path(python).parent / "moto_server"), "-H", "127.0.0.1",
                                    "-p", str(config.moto_port)], env)
         self.run_step("airflow-db-migrate", [python, "-m", "airflow", "db", "migrate"], env)
-        self.run_step("suite-db-upgrade", [python, "-m", "demobank.db", "upgrade"], env)
-        self.run_step("suite-db-seed", [python, "-m", "demobank.db", "seed"], env)
         self.run_step("import-airflow-settings",
                       [python, "-m", "demobank.settings_import", str(config.project_dir / "airflow_settings.yaml")],
                       env)
+        # Outside a task, Airflow's SDK does not read connections from the metadata DB: name the file directly.
+        db_env = {**env, "DEMOBANK_DB_URL": f"sqlite:///{config.suite_db_path}"}
+        self.run_step("suite-db-upgrade", [python, "-m", "demobank.db", "upgrade"], db_env)
+        self.run_step("suite-db-seed", [python, "-m", "demobank.db", "seed"], db_env)
         wait_for_port(config.moto_port, 60, moto)
         self.run_step("provision-stand-ins", [python, "-m", "demobank.standins"], env)
 

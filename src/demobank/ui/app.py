@@ -8,9 +8,10 @@ the only unauthenticated routes.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
@@ -33,10 +34,27 @@ def sandbox_enabled() -> bool:
     return os.environ.get("DEMOBANK_SANDBOX_ENABLED", "").lower() in {"1", "true", "yes"}
 
 
-def _sandbox_store():
-    from demobank.sandbox.store import SandboxStore, default_db_path
+def _sandbox_store() -> Any:
+    from demobank.sandbox.settings import SandboxSettings
+    from demobank.sandbox.store import SandboxStore
 
-    return SandboxStore(default_db_path())
+    return SandboxStore(SandboxSettings.from_env().db_path)
+
+
+def outbox_row(message: dict[str, Any]) -> dict[str, str]:
+    """What the outbox page shows of one recorded SMS, e-mail or Monte Carlo call."""
+    channel = message["channel"]
+    if channel == "sms":
+        return {"received_at": message["created_at"], "id": message["sid"], "to_display": message["to"],
+                "summary": f"from {message['from'] or message['messaging_service_sid']}", "content": message["body"]}
+    if channel == "email":
+        request = message["request"]
+        contents = request.get("content") or []
+        body = contents[0].get("value", "") if contents else f"template {request.get('template_id')}"
+        return {"received_at": message["created_at"], "id": message["message_id"],
+                "to_display": ", ".join(message["recipients"]), "summary": message["subject"] or "", "content": body}
+    return {"received_at": message["created_at"], "id": str(message["id"]), "to_display": message["endpoint"],
+            "summary": message["operation"] or "", "content": json.dumps(message["payload"], indent=2)[:4000]}
 
 
 def create_app() -> FastAPI:
@@ -65,7 +83,7 @@ def create_app() -> FastAPI:
             return TEMPLATES.TemplateResponse(
                 request, "sandbox_disabled.html", {"channel": channel}, status_code=404
             )
-        messages = _sandbox_store().list_messages(channel=channel, limit=limit)
+        messages = [outbox_row(m) for m in _sandbox_store().list_messages(channel=channel, limit=limit)]
         return TEMPLATES.TemplateResponse(
             request,
             "sandbox_outbox.html",

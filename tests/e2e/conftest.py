@@ -1,0 +1,118 @@
+"""A live platform for end-to-end tests: `make run` itself, on free ports and in a temporary AIRFLOW_HOME."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import pytest
+import requests
+
+from tests.conftest import PROJECT_DIR, free_port
+
+STARTUP_TIMEOUT = 420
+
+
+@dataclass
+class LivePlatform:
+    """A running `make run`, with what the tests need to reach and then stop it."""
+
+    process: subprocess.Popen[str]
+    home: Path
+    api_url: str
+    moto_url: str
+    output_path: Path
+    seen_pids: set[int] = field(default_factory=set)
+    startup_seconds: float = 0.0
+
+    def token(self, username: str = "admin", password: str = "admin") -> str:
+        response = requests.post(f"{self.api_url}/auth/token", json={"username": username, "password": password},
+                                 timeout=30)
+        response.raise_for_status()
+        return response.json()["access_token"]
+
+    def output(self) -> str:
+        return self.output_path.read_text(encoding="utf-8", errors="replace")
+
+    def remember_processes(self) -> None:
+        """Record every process of this platform (by its DEMOBANK_HOME), to check later that none is left."""
+        for proc in psutil.process_iter(["pid"]):
+            try:
+                if proc.environ().get("DEMOBANK_HOME") == str(self.home) or proc.pid == self.process.pid:
+                    self.seen_pids.add(proc.pid)
+            except psutil.Error:
+                continue
+
+    def processes_left(self) -> list[str]:
+        left = []
+        for proc in psutil.process_iter(["pid", "cmdline", "status"]):
+            try:
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    if proc.pid in self.seen_pids:
+                        left.append(f"{proc.pid} (defunct) {' '.join(proc.info['cmdline'] or [])[:120]}")
+                    continue
+                if proc.pid in self.seen_pids or proc.environ().get("DEMOBANK_HOME") == str(self.home):
+                    left.append(f"{proc.pid} {' '.join(proc.info['cmdline'] or [])[:120]}")
+            except psutil.Error:
+                continue
+        return left
+
+    def interrupt(self, timeout: float = 90) -> int:
+        """Press Ctrl-C: SIGINT to the foreground process group (make and the launcher), then wait."""
+        self.remember_processes()
+        os.killpg(self.process.pid, signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+
+def start_make_run(home: Path, env_overrides: dict[str, str] | None = None) -> LivePlatform:
+    api_port, moto_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "DEMOBANK_HOME": str(home),
+        "DEMOBANK_API_PORT": str(api_port),
+        "DEMOBANK_MOTO_PORT": str(moto_port),
+        **(env_overrides or {}),
+    }
+    for name in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER"):
+        env.pop(name, None)
+    output_path = home.parent / f"{home.name}-make-run.log"
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with output_path.open("w") as out:
+        process = subprocess.Popen(
+            ["make", "run"], cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True,
+        )
+    return LivePlatform(process, home, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{moto_port}", output_path)
+
+
+def wait_until_up(platform: LivePlatform) -> None:
+    started = time.monotonic()
+    while time.monotonic() - started < STARTUP_TIMEOUT:
+        if platform.process.poll() is not None:
+            pytest.fail(f"make run exited with {platform.process.returncode}:\n{platform.output()[-5000:]}")
+        if "is up (healthy after" in platform.output():
+            platform.startup_seconds = time.monotonic() - started
+            platform.remember_processes()
+            return
+        time.sleep(1)
+    platform.interrupt()
+    pytest.fail(f"make run was not up after {STARTUP_TIMEOUT} s:\n{platform.output()[-5000:]}")
+
+
+@pytest.fixture(scope="session")
+def live_platform(tmp_path_factory) -> Iterator[LivePlatform]:
+    """One `make run` for the session's end-to-end tests; stopped with Ctrl-C at the end."""
+    home = tmp_path_factory.mktemp("make-run") / "airflow-home"
+    platform = start_make_run(home)
+    try:
+        wait_until_up(platform)
+        yield platform
+    finally:
+        if platform.process.poll() is None:
+            platform.interrupt()
