@@ -47,3 +47,8 @@ def project_dir() -> Path:
 @pytest.fixture(scope="session")
 def airflow_home() -> Path:
     return _AIRFLOW_HOME
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` run after all others (e.g. the one that stops the shared live platform)."""
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import LivePlatform, start_make_run, wait_until_up
+from tests.e2e.conftest import LivePlatform
 
 pytestmark = pytest.mark.e2e
 
@@ -92,23 +92,16 @@ def test_suite_dags_are_active_from_the_start(live_platform: LivePlatform, proje
     assert errors["total_entries"] == 0, errors
 
 
-def test_ctrl_c_stops_everything(tmp_path) -> None:
-    """A second, separate `make run` (reusing the installed .venv), stopped with Ctrl-C: nothing is left."""
-    platform = start_make_run(tmp_path / "airflow-home", {"DEMOBANK_ADMIN_PASSWORD": "s3cret-for-this-test"})
-    try:
-        wait_until_up(platform)
-        assert platform.token("admin", "s3cret-for-this-test")
-        assert "admin / admin" not in platform.output()
-        platform.remember_processes()
-        assert len(platform.seen_pids) >= 5, platform.seen_pids
-        platform.interrupt()
-    finally:
-        if platform.process.poll() is None:
-            platform.interrupt()
+@pytest.mark.last
+def test_ctrl_c_stops_everything(live_platform: LivePlatform) -> None:
+    """Ctrl-C (SIGINT to the foreground process group) stops every process `make run` started: runs last."""
+    live_platform.remember_processes()
+    assert len(live_platform.seen_pids) >= 5, live_platform.seen_pids
+    assert live_platform.interrupt() == 0
     deadline = time.monotonic() + 10
-    while platform.processes_left() and time.monotonic() < deadline:
+    while live_platform.processes_left() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert platform.processes_left() == []
-    assert "stopped: no process left" in platform.output()
+    assert live_platform.processes_left() == []
+    assert "stopped: no process left" in live_platform.output()
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"{platform.api_url}/api/v2/monitor/health", timeout=5)
+        requests.get(f"{live_platform.api_url}/api/v2/monitor/health", timeout=5)
