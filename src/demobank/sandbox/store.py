@@ -1,0 +1,422 @@
+"""Durable record of what the sandbox accepted, in one SQLite file shared by every worker process.
+
+The file is the only source of truth: the sandbox may run inside several API-server worker processes at once,
+so nothing is kept in process memory except the open connections. Connections are opened once per thread and
+process (WAL journal, busy timeout) and the schema is created once per process, never per request.
+
+The suite's UI reads the same data through :class:`SandboxStore` directly::
+
+    from demobank.sandbox.store import SandboxStore
+
+    store = SandboxStore("/path/to/sandbox.db")
+    store.list_messages("sms", limit=20)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from demobank.sandbox.faults import CHANNELS, NO_FAULTS, FaultConfig
+from demobank.sandbox.settings import SandboxSettings
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sms_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sid TEXT NOT NULL UNIQUE,
+    account_sid TEXT NOT NULL,
+    to_number TEXT NOT NULL,
+    from_number TEXT,
+    messaging_service_sid TEXT,
+    body TEXT NOT NULL,
+    status TEXT NOT NULL,
+    num_segments INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    resource TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sms_messages_to ON sms_messages (to_number);
+CREATE TABLE IF NOT EXISTS email_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL UNIQUE,
+    from_email TEXT NOT NULL,
+    subject TEXT,
+    recipients TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    request TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS montecarlo_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    endpoint TEXT NOT NULL,
+    operation TEXT,
+    created_at REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS faults (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    config TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_TABLES: dict[str, str] = {
+    "sms": "sms_messages",
+    "email": "email_messages",
+    "montecarlo": "montecarlo_calls",
+}
+MAX_LIMIT = 10_000
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _check_channel(channel: str) -> str:
+    if channel not in _TABLES:
+        raise ValueError(f"Unknown sandbox channel {channel!r}: use one of {list(CHANNELS)}.")
+    return channel
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit={limit} is out of range: use 1..{MAX_LIMIT}.")
+    return limit
+
+
+class SandboxStore:
+    """The sandbox's SQLite file: accepted SMS, e-mails and Monte Carlo calls, and the fault settings.
+
+    Safe to use from many threads and processes at once. Creating the object does no I/O; the file, its
+    directory and its tables are created on first use.
+
+    :param path: the SQLite file.
+    :param busy_timeout_ms: how long a writer waits for another process's write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._init_lock = threading.Lock()
+        self._initialised_pid: int | None = None
+
+    @classmethod
+    def from_env(cls) -> SandboxStore:
+        """Open the file the sandbox uses under the current environment (``DEMOBANK_SANDBOX_DB``).
+
+        :return: the store (no I/O yet).
+        """
+        return cls(SandboxSettings.from_env().db_path)
+
+    # -- connections -------------------------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_ms / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        return conn
+
+    def _initialise(self) -> None:
+        with self._init_lock:
+            if self._initialised_pid == os.getpid():
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = self._open()
+            try:
+                # Switching to WAL needs a moment of exclusivity; the busy timeout covers other processes.
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise OSError(
+                        f"SQLite file {self.path} could not be switched to WAL journal mode (got {mode!r}); "
+                        "put DEMOBANK_SANDBOX_DB on a local file system that supports shared memory."
+                    )
+                conn.executescript(_SCHEMA)
+            finally:
+                conn.close()
+            self._initialised_pid = os.getpid()
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        pid = os.getpid()
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == pid:
+            return conn
+        if self._initialised_pid != pid:
+            self._initialise()
+        conn = self._open()
+        local.conn = conn
+        local.pid = pid
+        return conn
+
+    def close(self) -> None:
+        """Close the calling thread's connection (others close when their threads end)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            self._local.conn = None
+            conn.close()
+
+    def initialise(self) -> None:
+        """Create the file and tables now instead of on first use (idempotent)."""
+        self._conn()
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def record_sms(self, resource: dict[str, Any]) -> int:
+        """Record one accepted SMS message.
+
+        :param resource: the Twilio Message resource as returned to the client.
+        :return: the row id.
+        """
+        cur = self._conn().execute(
+            "INSERT INTO sms_messages (sid, account_sid, to_number, from_number, messaging_service_sid, body,"
+            " status, num_segments, created_at, resource) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                resource["sid"],
+                resource["account_sid"],
+                resource["to"],
+                resource.get("from"),
+                resource.get("messaging_service_sid"),
+                resource["body"],
+                resource["status"],
+                int(resource["num_segments"]),
+                time.time(),
+                json.dumps(resource, separators=(",", ":")),
+            ),
+        )
+        return int(cur.lastrowid or 0)
+
+    def record_email(
+        self,
+        *,
+        message_id: str,
+        from_email: str,
+        subject: str | None,
+        recipients: Sequence[str],
+        request: dict[str, Any] | bytes | str,
+    ) -> int:
+        """Record one accepted mail send request.
+
+        :param message_id: the ``X-Message-Id`` returned to the client.
+        :param from_email: the sender address.
+        :param subject: the top-level subject (or the first personalization's).
+        :param recipients: every to/cc/bcc address of every personalization, in order.
+        :param request: the JSON body as received (bytes/str are stored verbatim).
+        :return: the row id.
+        """
+        if isinstance(request, bytes):
+            raw = request.decode("utf-8")
+        elif isinstance(request, str):
+            raw = request
+        else:
+            raw = json.dumps(request, separators=(",", ":"))
+        cur = self._conn().execute(
+            "INSERT INTO email_messages (message_id, from_email, subject, recipients, created_at, request)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (message_id, from_email, subject, json.dumps(list(recipients)), time.time(), raw),
+        )
+        return int(cur.lastrowid or 0)
+
+    def record_montecarlo(self, *, endpoint: str, operation: str | None, payload: bytes | str | Any) -> int:
+        """Record one accepted Monte Carlo call.
+
+        :param endpoint: the route that received it (``/graphql`` or ``/airflow/callbacks``).
+        :param operation: the GraphQL field(s) or the gateway's ``airflow_operation``.
+        :param payload: the JSON body as received (bytes/str are stored verbatim).
+        :return: the row id.
+        """
+        if isinstance(payload, bytes):
+            raw = payload.decode("utf-8")
+        elif isinstance(payload, str):
+            raw = payload
+        else:
+            raw = json.dumps(payload, separators=(",", ":"))
+        cur = self._conn().execute(
+            "INSERT INTO montecarlo_calls (endpoint, operation, created_at, payload) VALUES (?, ?, ?, ?)",
+            (endpoint, operation, time.time(), raw),
+        )
+        return int(cur.lastrowid or 0)
+
+    def clear(self, channel: str | None = None) -> int:
+        """Delete recorded messages.
+
+        :param channel: one channel, or None for all of them.
+        :return: how many rows were deleted.
+        """
+        channels = [_check_channel(channel)] if channel else list(_TABLES)
+        conn = self._conn()
+        deleted = 0
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for name in channels:
+                deleted += conn.execute(f"DELETE FROM {_TABLES[name]}").rowcount  # noqa: S608  fixed names
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return deleted
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def list_messages(
+        self, channel: str | None = None, limit: int = 100, *, to: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return recorded messages, newest first.
+
+        :param channel: ``sms``, ``email``, ``montecarlo``, or None for all channels merged.
+        :param limit: at most this many rows (1..10000).
+        :param to: only SMS sent to this number / e-mails with this recipient (any of to, cc, bcc).
+        :return: one dict per message (see :meth:`_sms_row`, :meth:`_email_row`, :meth:`_montecarlo_row`).
+        :raises ValueError: for an unknown channel, a bad limit, or ``to`` with the montecarlo channel.
+        """
+        _check_limit(limit)
+        if channel is None:
+            rows: list[dict[str, Any]] = []
+            for name in _TABLES:
+                if to is not None and name == "montecarlo":
+                    continue
+                rows.extend(self.list_messages(name, limit, to=to))
+            rows.sort(key=lambda r: (r["created_at"], r["id"]), reverse=True)
+            return rows[:limit]
+        _check_channel(channel)
+        conn = self._conn()
+        if channel == "sms":
+            sql = "SELECT id, created_at, resource FROM sms_messages"
+            params: tuple[Any, ...] = ()
+            if to is not None:
+                sql += " WHERE to_number = ?"
+                params = (to,)
+            cur = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+            return [self._sms_row(*row) for row in cur]
+        if channel == "email":
+            sql = "SELECT id, created_at, message_id, from_email, subject, recipients, request FROM email_messages"
+            params = ()
+            if to is not None:
+                sql += " WHERE EXISTS (SELECT 1 FROM json_each(recipients) WHERE lower(value) = lower(?))"
+                params = (to,)
+            cur = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+            return [self._email_row(*row) for row in cur]
+        if to is not None:
+            raise ValueError("The 'to' filter applies to the sms and email channels only, not montecarlo.")
+        cur = conn.execute(
+            "SELECT id, created_at, endpoint, operation, payload FROM montecarlo_calls ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [self._montecarlo_row(*row) for row in cur]
+
+    def count_messages(self, channel: str) -> int:
+        """Count recorded messages of one channel.
+
+        :param channel: ``sms``, ``email`` or ``montecarlo``.
+        :return: the number of rows.
+        """
+        table = _TABLES[_check_channel(channel)]
+        return int(self._conn().execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+    def get_sms(self, sid: str, account_sid: str | None = None) -> dict[str, Any] | None:
+        """Return the Twilio Message resource of one recorded SMS.
+
+        :param sid: the message SID (``SM…``).
+        :param account_sid: if given, the message must belong to this account.
+        :return: the resource, or None if unknown.
+        """
+        row = self._conn().execute("SELECT account_sid, resource FROM sms_messages WHERE sid = ?", (sid,)).fetchone()
+        if row is None or (account_sid is not None and row[0] != account_sid):
+            return None
+        resource: dict[str, Any] = json.loads(row[1])
+        return resource
+
+    @staticmethod
+    def _sms_row(row_id: int, created_at: float, resource: str) -> dict[str, Any]:
+        res = json.loads(resource)
+        return {
+            "id": row_id,
+            "channel": "sms",
+            "created_at": _iso(created_at),
+            "sid": res["sid"],
+            "account_sid": res["account_sid"],
+            "to": res["to"],
+            "from": res.get("from"),
+            "messaging_service_sid": res.get("messaging_service_sid"),
+            "body": res["body"],
+            "status": res["status"],
+            "num_segments": int(res["num_segments"]),
+            "resource": res,
+        }
+
+    @staticmethod
+    def _email_row(
+        row_id: int,
+        created_at: float,
+        message_id: str,
+        from_email: str,
+        subject: str | None,
+        recipients: str,
+        request: str,
+    ) -> dict[str, Any]:
+        return {
+            "id": row_id,
+            "channel": "email",
+            "created_at": _iso(created_at),
+            "message_id": message_id,
+            "from": from_email,
+            "subject": subject,
+            "recipients": json.loads(recipients),
+            "request": json.loads(request),
+        }
+
+    @staticmethod
+    def _montecarlo_row(
+        row_id: int, created_at: float, endpoint: str, operation: str | None, payload: str
+    ) -> dict[str, Any]:
+        return {
+            "id": row_id,
+            "channel": "montecarlo",
+            "created_at": _iso(created_at),
+            "endpoint": endpoint,
+            "operation": operation,
+            "payload": json.loads(payload),
+        }
+
+    # -- faults ------------------------------------------------------------------------------------------
+
+    def get_faults(self) -> FaultConfig:
+        """Return the current fault settings (no faults if none were set).
+
+        :return: the settings.
+        """
+        row = self._conn().execute("SELECT config FROM faults WHERE id = 1").fetchone()
+        if row is None:
+            return NO_FAULTS
+        return FaultConfig.model_validate_json(row[0])
+
+    def set_faults(self, config: FaultConfig) -> FaultConfig:
+        """Replace the fault settings for every process using this file.
+
+        :param config: the new settings.
+        :return: the stored settings.
+        """
+        self._conn().execute(
+            "INSERT INTO faults (id, config, updated_at) VALUES (1, ?, ?)"
+            " ON CONFLICT (id) DO UPDATE SET config = excluded.config, updated_at = excluded.updated_at",
+            (config.model_dump_json(), time.time()),
+        )
+        return config
+
+    def reset_faults(self) -> FaultConfig:
+        """Remove every fault setting.
+
+        :return: the (empty) settings now in force.
+        """
+        self._conn().execute("DELETE FROM faults")
+        return NO_FAULTS
