@@ -57,6 +57,8 @@ def test_plugin_routes_answer_with_a_token_or_the_ui_cookie(live_platform: LiveP
     by_cookie = requests.get(f"{live_platform.api_url}/demobank/api/v1/whoami", cookies={"_token": token}, timeout=30)
     assert by_cookie.status_code == 200
     assert by_cookie.json() == {"user": "admin"}
+    unknown = requests.get(f"{live_platform.api_url}/demobank/docs", cookies={"_token": token}, timeout=30)
+    assert unknown.status_code == 404
 
 
 def test_sandbox_is_mounted_and_its_outbox_page_shows_what_it_received(live_platform: LivePlatform) -> None:
@@ -97,8 +99,9 @@ def test_ctrl_c_stops_everything(live_platform: LivePlatform) -> None:
     """Ctrl-C (SIGINT to the foreground process group) stops every process `make run` started: runs last."""
     live_platform.remember_processes()
     assert len(live_platform.seen_pids) >= 5, live_platform.seen_pids
-    assert live_platform.interrupt() == 0
-    deadline = time.monotonic() + 10
+    # make itself dies of the SIGINT (as on a terminal); the launcher it started does the stopping.
+    assert live_platform.interrupt() in (0, -2, 2, 130)
+    deadline = time.monotonic() + 60
     while live_platform.processes_left() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert live_platform.processes_left() == []

@@ -108,4 +108,11 @@ def create_app() -> FastAPI:
 
     app.include_router(pages)
     app.include_router(api)
+
+    @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def not_found(path: str) -> JSONResponse:
+        # Registered last, behind the app-wide authentication: an unknown path answers 401 to a stranger and
+        # 404 only to a signed-in user, so nothing about the app's routes is revealed without credentials.
+        return JSONResponse({"detail": f"no page or API route at /demobank/{path}"}, status_code=404)
+
     return app

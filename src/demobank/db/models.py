@@ -1,0 +1,185 @@
+"""SQLAlchemy models of the suite's own database.
+
+Every schema change needs a hand-written Alembic migration in ``demobank/db/migrations/versions`` that
+matches these models (``tests/db`` compares both with Alembic's autogenerate comparison).
+
+Tables:
+
+* ``deliveries`` -- the delivery ledger of the Connect connectors: one row per message that a workflow
+  step sends (SMS through Twilio, e-mail through SendGrid), keyed by an idempotency key so that a task retry
+  never sends the same message twice.
+* ``demo_customers`` -- demo customers for the Connect payment-reminder workflow (seeded by ``make run``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CHAR,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint names, so that migrations can refer to them on every backend (SQLite batch mode needs names)."""
+
+
+class Channel(StrEnum):
+    """How a delivery reaches its recipient."""
+
+    SMS = "sms"
+    EMAIL = "email"
+
+
+class Provider(StrEnum):
+    """The vendor that carries a delivery."""
+
+    TWILIO = "twilio"
+    SENDGRID = "sendgrid"
+
+
+class DeliveryStatus(StrEnum):
+    """Where a delivery stands.
+
+    ``pending``: recorded before the provider is called (a retry finding it must not assume it was sent
+    or not sent without checking); ``accepted``: the provider accepted it (``provider_message_id`` set);
+    ``failed``: the provider rejected it (``error_code`` / ``error_message`` set).
+    """
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    FAILED = "failed"
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _in_list(column: str, values: type[StrEnum]) -> str:
+    return f"{column} IN ({', '.join(repr(member.value) for member in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp stored in UTC and always returned timezone-aware (UTC), on SQLite too.
+
+    SQLite has no time zone type: values are converted to UTC before they are stored and marked as UTC
+    when they are read. Naive datetimes are rejected because their time zone is unknown.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert an aware datetime to UTC; reject a naive one."""
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a timezone-aware datetime, got {type(value).__name__}: {value!r}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} has no time zone: pass an aware datetime, "
+                "e.g. datetime.now(UTC) or value.replace(tzinfo=UTC) if it is already UTC."
+            )
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return the stored value as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, str):  # A value written by raw SQL (CURRENT_TIMESTAMP) on SQLite.
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table of the suite's database."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime()}
+
+
+class Delivery(Base):
+    """One outbound message (SMS or e-mail) in the delivery ledger, unique per idempotency key."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        CheckConstraint(_in_list("channel", Channel), name="channel"),
+        CheckConstraint(_in_list("provider", Provider), name="provider"),
+        CheckConstraint(_in_list("status", DeliveryStatus), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(None, "dag_id", "run_id"),
+        Index(None, "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(32))
+    recipient_masked: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    provider_message_id: Mapped[str | None] = mapped_column(String(200))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    dag_id: Mapped[str | None] = mapped_column(String(250))
+    run_id: Mapped[str | None] = mapped_column(String(250))
+    task_id: Mapped[str | None] = mapped_column(String(250))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"Delivery(id={self.id!r}, idempotency_key={self.idempotency_key!r}, channel={self.channel!r}, "
+            f"status={self.status!r}, recipient={self.recipient_masked!r})"
+        )
+
+
+class DemoCustomer(Base):
+    """A demo customer of the payment-reminder workflow (fictional phone numbers, ``@example.com``)."""
+
+    __tablename__ = "demo_customers"
+    __table_args__ = (
+        CheckConstraint("phone LIKE '+%'", name="phone_e164"),
+        CheckConstraint("amount_due IS NULL OR amount_due >= 0", name="amount_due_not_negative"),
+        Index(None, "payment_due_date"),
+    )
+
+    customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    full_name: Mapped[str] = mapped_column(String(200))
+    phone: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(320))
+    payment_due_date: Mapped[date | None] = mapped_column(Date)
+    amount_due: Mapped[Decimal | None] = mapped_column(Numeric(18, 2))
+    currency: Mapped[str] = mapped_column(CHAR(3), default="USD", server_default="USD")
+
+    def __repr__(self) -> str:
+        return f"DemoCustomer(customer_id={self.customer_id!r}, due={self.payment_due_date!r})"
