@@ -105,6 +105,9 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
             "AIRFLOW__API__PORT": str(config.api_port),
             "AIRFLOW__API__BASE_URL": config.api_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{config.api_url}/execution/",
+            # SQLite and 2 cores make the execution API slow while everything starts; its 5 s default timeout
+            # then fails a task's first attempt (the client's retry of PATCH /run is refused as a duplicate).
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "30"),
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
             # The suite's own configuration, read by airflow_settings.yaml and the plugin.
             "DEMOBANK_PROJECT_DIR": str(config.project_dir),
