@@ -19,6 +19,7 @@ def get_provider_info() -> dict[str, Any]:
         "name": "Demo Bank Connectivity Suite",
         "description": "Connectors of the Demo Bank Connectivity Suite: Twilio SMS and SendGrid e-mail.",
         "versions": [__version__],
+        "extra-links": ["demobank.connect.operators.TwilioMessageLink"],
         "connection-types": [
             {
                 "hook-class-name": "demobank.connectors.twilio.TwilioHook",

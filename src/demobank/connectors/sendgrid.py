@@ -22,6 +22,17 @@ if TYPE_CHECKING:
     from sendgrid import SendGridAPIClient
 
 SENDGRID_API_HOST = "https://api.sendgrid.com"
+MAX_PERSONALIZATIONS = 1000
+"""SendGrid accepts at most this many personalizations in one mail send request."""
+
+ERROR_HINTS: dict[int, str] = {
+    400: "SendGrid refused the request body",
+    401: "the API key of the connection is wrong or revoked: fix the connection's password",
+    403: "the API key lacks the Mail Send scope, or the sender is not verified: check the key and from_email",
+    413: "the request is too large (30 MB including attachments): send fewer recipients per request",
+    429: "SendGrid throttled the request",
+}
+_TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
 
 
 class SendGridHook(BaseHook):
@@ -89,3 +100,77 @@ class SendGridHook(BaseHook):
         except (HTTPError, ConfigurationError, OSError) as error:
             return False, f"SendGrid rejected the connection: {error}"
         return True, f"Connected to SendGrid (HTTP {response.status_code})"
+
+    # -- sending -------------------------------------------------------------------------------------------
+
+    def send_mail(self, payload: dict[str, Any]) -> str | None:
+        """POST one v3 mail send request (no retry here); return SendGrid's ``X-Message-Id``."""
+        response = self.client.client.mail.send.post(request_body=payload)
+        headers = response.headers or {}
+        return next((v for k, v in headers.items() if k.lower() == "x-message-id"), None)
+
+    def find_accepted(self, custom_arg: str, value: str) -> str | None:
+        """The message id SendGrid's Email Activity has for a message carrying ``custom_args[custom_arg]=value``."""
+        import json
+
+        query = f"unique_args['{custom_arg}']=\"{value}\""
+        response = self.client.client.messages.get(query_params={"query": query, "limit": 1})
+        messages = json.loads(response.body or b"{}").get("messages") or []
+        return messages[0].get("msg_id") if messages else None
+
+    @staticmethod
+    def is_transient(error: BaseException) -> bool:
+        """429, 5xx, timeouts and connection errors are worth retrying; other errors are not."""
+        from urllib.error import URLError
+
+        from python_http_client.exceptions import HTTPError
+
+        if isinstance(error, HTTPError):
+            return error.status_code in _TRANSIENT_STATUSES
+        return isinstance(error, (URLError, ConnectionError, TimeoutError))
+
+    @staticmethod
+    def retry_after(error: BaseException) -> float | None:
+        """Seconds SendGrid asked to wait (``Retry-After``, or the rate limit reset), if any."""
+        import time
+
+        headers = getattr(error, "headers", None) or {}
+        lookup = {k.lower(): v for k, v in dict(headers).items()}
+        try:
+            if "retry-after" in lookup:
+                return float(lookup["retry-after"])
+            if "x-ratelimit-reset" in lookup:
+                return max(0.0, float(lookup["x-ratelimit-reset"]) - time.time())
+        except ValueError:
+            return None
+        return None
+
+    @staticmethod
+    def describe_error(error: BaseException) -> tuple[str, str]:
+        """(error code, message with a hint) for a failed call; never contains the recipients."""
+        import json
+
+        from python_http_client.exceptions import HTTPError
+
+        if isinstance(error, HTTPError):
+            status = error.status_code
+            detail = ""
+            try:
+                errors = json.loads(error.body or b"{}").get("errors") or []
+                detail = "; ".join(
+                    f"{e.get('field') + ': ' if e.get('field') else ''}{e.get('message')}" for e in errors[:3]
+                )
+            except (ValueError, AttributeError):
+                detail = ""
+            hint = ERROR_HINTS.get(status, "")
+            return str(status), f"SendGrid HTTP {status}: {hint}{' (' + detail + ')' if detail else ''}"
+        return type(error).__name__, f"{type(error).__name__}: could not reach SendGrid ({error})"
+
+    @staticmethod
+    def is_fatal_for_batch(error: BaseException) -> bool:
+        """Bad key, missing scope or sender: every other request would fail the same way."""
+        from python_http_client.exceptions import HTTPError
+
+        return isinstance(error, ConfigurationError) or (
+            isinstance(error, HTTPError) and error.status_code in (401, 403)
+        )

@@ -7,6 +7,9 @@ for Twilio itself; the local sandbox's URL in ``make run``), extras ``from_numbe
 
 from __future__ import annotations
 
+import logging
+import threading
+from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,34 @@ from demobank.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from twilio.rest import Client
+
+# The SDK logs request parameters (the To number) and headers at INFO; nothing of that belongs in task logs.
+_SDK_LOGGER = logging.getLogger("demobank.connectors.twilio.sdk")
+_SDK_LOGGER.setLevel(logging.WARNING)
+
+#: Twilio error codes worth a hint: what to do about them.
+ERROR_HINTS: dict[int, str] = {
+    20003: "the Account SID or Auth Token of the connection is wrong: fix the connection's login/password",
+    20404: "the resource does not exist: check the Account SID",
+    21211: "the 'To' number is not a valid phone number: give it in E.164 form (+15551234567)",
+    21212: "the 'From' number is not valid: set the connection's from_number to a number of the account",
+    21408: "the account may not send to this region: enable it in the console's geo permissions",
+    21602: "the message body is empty",
+    21603: "no sender: set from_number or messaging_service_sid in the connection's extras",
+    21606: "the 'From' number cannot send SMS: choose an SMS-capable number",
+    21610: "the recipient replied STOP and is unsubscribed: do not send again",
+    21614: "the 'To' number is not a mobile number",
+    21617: "the body is longer than 1600 characters: shorten it",
+    20429: "Twilio throttled the request: lower the connection's rate_limit_per_second",
+}
+
+_TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+
+
+class _HeaderRecordingHttpClient:
+    """Mixin state: the headers of the last response seen by *this thread* (for ``Retry-After``)."""
+
+    _local = threading.local()
 
 
 class TwilioHook(BaseHook):
@@ -72,13 +103,24 @@ class TwilioHook(BaseHook):
         from twilio.http.http_client import TwilioHttpClient
         from twilio.rest import Client
 
+        class RecordingHttpClient(TwilioHttpClient):
+            def request(self, *args: Any, **kwargs: Any) -> Any:
+                response = super().request(*args, **kwargs)
+                _HeaderRecordingHttpClient._local.headers = dict(response.headers or {})
+                return response
+
         if not self.connection.password:
             raise ConfigurationError(
                 f"connection {self.twilio_conn_id!r}: the password must be the Twilio Auth Token"
             )
-        client = Client(
-            self.account_sid, self.connection.password, http_client=TwilioHttpClient(timeout=self.timeout)
-        )
+        http_client = RecordingHttpClient(timeout=self.timeout, logger=_SDK_LOGGER, pool_connections=True,
+                                          max_retries=None)
+        if http_client.session is not None:  # one pooled connection per sending thread
+            from requests.adapters import HTTPAdapter
+
+            for prefix in ("http://", "https://"):
+                http_client.session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=32))
+        client = Client(self.account_sid, self.connection.password, http_client=http_client)
         if self.connection.host:
             client.api.base_url = self.connection.host.rstrip("/")
         return client
@@ -96,3 +138,75 @@ class TwilioHook(BaseHook):
         except (TwilioException, ConfigurationError, OSError) as error:
             return False, f"Twilio rejected the connection: {error}"
         return True, f"Connected to Twilio account {account.sid} ({account.status})"
+
+    # -- sending -------------------------------------------------------------------------------------------
+
+    def sender_parameters(self) -> dict[str, str]:
+        """``messaging_service_sid`` or ``from_`` for ``messages.create``.
+
+        :raises ConfigurationError: when the connection names no sender.
+        """
+        if self.messaging_service_sid:
+            return {"messaging_service_sid": self.messaging_service_sid}
+        if self.from_number:
+            return {"from_": self.from_number}
+        raise ConfigurationError(
+            f"connection {self.twilio_conn_id!r} has no sender: set the extra 'from_number' (E.164) or "
+            "'messaging_service_sid'"
+        )
+
+    def send_sms(self, to: str, body: str) -> str:
+        """Send one SMS (one API call, no retry here); return its SID."""
+        message = self.client.messages.create(to=to, body=body, **self.sender_parameters())
+        return message.sid
+
+    def find_sent_sms(self, to: str, body: str, since: datetime) -> str | None:
+        """The SID of a message with this body sent to ``to`` since ``since``, if Twilio has one.
+
+        Used to reconcile after an attempt died between Twilio's answer and the ledger's write.
+        """
+        for message in self.client.messages.stream(to=to, date_sent_after=since, page_size=100, limit=500):
+            if message.body == body:
+                return message.sid
+        return None
+
+    @staticmethod
+    def is_transient(error: BaseException) -> bool:
+        """429, 5xx, timeouts and connection errors are worth retrying; other errors are not."""
+        import requests
+        from twilio.base.exceptions import TwilioRestException
+
+        if isinstance(error, TwilioRestException):
+            return error.status in _TRANSIENT_STATUSES
+        return isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError))
+
+    @staticmethod
+    def retry_after(error: BaseException) -> float | None:
+        """Seconds Twilio asked to wait (``Retry-After`` of this thread's last response), if any."""
+        headers = getattr(_HeaderRecordingHttpClient._local, "headers", None) or {}
+        value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @staticmethod
+    def describe_error(error: BaseException) -> tuple[str, str]:
+        """(error code, message with a hint) for a failed call; never contains the recipient."""
+        from twilio.base.exceptions import TwilioRestException
+
+        if isinstance(error, TwilioRestException):
+            code = error.code or error.status
+            hint = ERROR_HINTS.get(int(code)) if isinstance(code, int) else None
+            text = f"Twilio error {code} (HTTP {error.status})"
+            return str(code), f"{text}: {hint}" if hint else f"{text}: {error.msg}"
+        return type(error).__name__, f"{type(error).__name__}: could not reach Twilio ({error})"
+
+    @staticmethod
+    def is_fatal_for_batch(error: BaseException) -> bool:
+        """Errors that will fail every other message too (bad credentials, no sender): stop the batch."""
+        from twilio.base.exceptions import TwilioRestException
+
+        return isinstance(error, ConfigurationError) or (
+            isinstance(error, TwilioRestException) and (error.status in (401, 403) or error.code in (20003, 21603))
+        )

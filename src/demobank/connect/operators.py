@@ -1,0 +1,164 @@
+"""The "Send SMS" and "Send Email" workflow steps, as Airflow operators.
+
+Thin wrappers: validation, exactly-once delivery, retries and batching live in
+:mod:`demobank.connect.delivery`; the vendors' APIs in :mod:`demobank.connectors`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+
+from demobank.connect.delivery import (
+    EmailDelivery,
+    RetryPolicy,
+    SmsDelivery,
+    build_email_request,
+    build_sms_messages,
+)
+from demobank.connect.ledger import DeliveryLedger, DeliveryScope
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from demobank.connectors.sendgrid import SendGridHook
+    from demobank.connectors.twilio import TwilioHook
+
+TWILIO_CONSOLE = "https://console.twilio.com/us1/monitor/logs/sms"
+
+
+class TwilioMessageLink(BaseOperatorLink):
+    """Opens the task's message in the Twilio console (the messaging logs when it sent several)."""
+
+    name = "Twilio console"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        sids: list[str] = [sid for sid in getattr(operator, "message_sids", None) or [] if sid]
+        if len(sids) == 1:
+            return f"{TWILIO_CONSOLE}/{sids[0]}"
+        return TWILIO_CONSOLE if sids else ""
+
+
+def _scope(context: Context) -> DeliveryScope:
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return DeliveryScope(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
+
+
+def _ledger() -> DeliveryLedger:
+    from demobank.db.engine import get_engine
+
+    return DeliveryLedger(get_engine())
+
+
+class SendSmsOperator(BaseOperator):
+    """Send an SMS through Twilio to one number or many ("Send SMS" node).
+
+    :param to: E.164 number(s): one string, a comma-separated string or a list. (templated)
+    :param body: the text, at most 1600 characters; a path ending in ``.j2`` is rendered as a template. (templated)
+    :param messages: instead of ``to``/``body``, one ``{"to", "body"}`` object per recipient. (templated)
+    :param twilio_conn_id: the Twilio connection (its ``rate_limit_per_second`` paces the sends).
+    :param retry_policy: how 429/5xx/timeouts are retried inside one attempt of the task.
+    :return: the message SIDs, in the order of the recipients.
+    """
+
+    template_fields: Sequence[str] = ("to", "body", "messages")
+    template_ext: Sequence[str] = (".j2",)
+    template_fields_renderers = {"messages": "json"}
+    operator_extra_links = (TwilioMessageLink(),)
+    ui_color = "#f22f46"
+
+    def __init__(
+        self,
+        *,
+        to: str | list[str] | None = None,
+        body: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        twilio_conn_id: str = "twilio_default",
+        retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("pool", "connect_sms")
+        super().__init__(**kwargs)
+        self.to = to
+        self.body = body
+        self.messages = messages
+        self.twilio_conn_id = twilio_conn_id
+        self.retry_policy = retry_policy
+        self.message_sids: list[str] = []
+
+    @cached_property
+    def hook(self) -> TwilioHook:
+        from demobank.connectors.twilio import TwilioHook
+
+        return TwilioHook(twilio_conn_id=self.twilio_conn_id)
+
+    def execute(self, context: Context) -> list[str]:
+        messages = build_sms_messages(self.to, self.body, self.messages)
+        delivery = SmsDelivery(self.hook, _ledger(), _scope(context), rate_limit=self.hook.rate_limit_per_second,
+                               retry=self.retry_policy)
+        report = delivery.send(messages)
+        self.message_sids = report.message_ids
+        return report.message_ids
+
+
+class SendEmailOperator(BaseOperator):
+    """Send an e-mail through SendGrid to one address or many ("Send Email" node).
+
+    One personalization per recipient (no recipient sees another), up to 1000 per request.
+
+    :param to: address(es): one string, a comma-separated string or a list. (templated)
+    :param subject: the subject (required unless the dynamic template sets it). (templated)
+    :param html_content: the HTML; a path ending in ``.j2`` is rendered as a template. (templated)
+    :param template_id: a SendGrid dynamic template (``d-…``) instead of ``html_content``. (templated)
+    :param dynamic_template_data: the template's data. (templated)
+    :param sendgrid_conn_id: the SendGrid connection (sender address, sandbox mode).
+    :param batch_size: personalizations per request (SendGrid allows 1000).
+    :return: SendGrid's message ids, one per request.
+    """
+
+    template_fields: Sequence[str] = ("to", "subject", "html_content", "template_id", "dynamic_template_data")
+    template_ext: Sequence[str] = (".j2",)
+    template_fields_renderers = {"html_content": "html", "dynamic_template_data": "json"}
+    ui_color = "#1a82e2"
+
+    def __init__(
+        self,
+        *,
+        to: str | list[str],
+        subject: str | None = None,
+        html_content: str | None = None,
+        template_id: str | None = None,
+        dynamic_template_data: Mapping[str, Any] | None = None,
+        sendgrid_conn_id: str = "sendgrid_default",
+        batch_size: int = 1000,
+        retry_policy: RetryPolicy | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("pool", "connect_email")
+        super().__init__(**kwargs)
+        self.to = to
+        self.subject = subject
+        self.html_content = html_content
+        self.template_id = template_id
+        self.dynamic_template_data = dynamic_template_data
+        self.sendgrid_conn_id = sendgrid_conn_id
+        self.batch_size = batch_size
+        self.retry_policy = retry_policy
+
+    @cached_property
+    def hook(self) -> SendGridHook:
+        from demobank.connectors.sendgrid import SendGridHook
+
+        return SendGridHook(sendgrid_conn_id=self.sendgrid_conn_id)
+
+    def execute(self, context: Context) -> list[str]:
+        request = build_email_request(self.to, self.subject, self.html_content, self.template_id,
+                                      self.dynamic_template_data)
+        delivery = EmailDelivery(self.hook, _ledger(), _scope(context), batch_size=self.batch_size,
+                                 retry=self.retry_policy)
+        report = delivery.send(request)
+        return list(dict.fromkeys(report.message_ids))
