@@ -93,7 +93,7 @@ def build_sms_messages(
     else:
         numbers = as_list(to)
         if not numbers:
-            problems.append("'to' is empty: give one E.164 number (+15551234567) or a list of them")
+            problems.append("'to' is empty: give one E.164 number (+14155550100) or a list of them")
         unique = list(dict.fromkeys(numbers))
         result = [SmsMessage(number, body if isinstance(body, str) else "") for number in unique]
         if body is None or not str(body).strip():
@@ -101,7 +101,7 @@ def build_sms_messages(
     bad = invalid_phone_numbers(m.to for m in result)
     if bad:
         problems.append(
-            f"{len(bad)} number(s) not in E.164 form (+ and 8 to 15 digits, e.g. +15551234567): "
+            f"{len(bad)} number(s) not in E.164 form (+ and 8 to 15 digits, e.g. +14155550100): "
             + ", ".join(bad[:10]) + (" …" if len(bad) > 10 else "")
         )
     for index, message in enumerate(result):
