@@ -6,8 +6,10 @@ SendGrid's ``host`` are ``http://127.0.0.1:8080/sandbox``), or run standalone wi
 
 ===========================================================  ============================================
 ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json``       Twilio: send an SMS
+``GET /2010-04-01/Accounts/{AccountSid}/Messages.json``        Twilio: list messages (To, From, DateSent filters)
 ``GET /2010-04-01/Accounts/{AccountSid}/Messages/{Sid}.json``  Twilio: fetch a message
 ``POST /v3/mail/send``                                         SendGrid: send an e-mail
+``GET /v3/messages?query=…&limit=N``                           SendGrid Email Activity (unique_args, to_email)
 ``POST /graphql``                                              Monte Carlo GraphQL (pycarlo)
 ``POST /airflow/callbacks``                                    Monte Carlo integration gateway (airflow-mcd)
 ``GET|DELETE /messages``                                       what was accepted

@@ -1,31 +1,62 @@
-"""The part of SendGrid's v3 API that the suite calls: ``POST /v3/mail/send``.
+"""The part of SendGrid's v3 API that the suite calls: ``POST /v3/mail/send`` and ``GET /v3/messages``.
 
 Point ``SendGridAPIClient(api_key, host=...)`` at wherever the app is mounted. Answers like SendGrid:
 202 with an empty body and ``X-Message-Id`` when queued; 200 with an empty body (nothing delivered) in sandbox
 mode; 400/401/413/415 with ``{"errors": [{"message", "field", "help"}]}`` that ``python_http_client`` turns into
 ``BadRequestsError``, ``UnauthorizedError``, ``PayloadTooLargeError``, ``UnsupportedMediaTypeError``.
+
+``GET /v3/messages?query=…&limit=N`` is the Email Activity API (what a connector reads after a crash to learn
+whether SendGrid already accepted a message; ``client.client.messages.get(query_params={"query": …,
+"limit": 10})``). It answers ``{"messages": [...]}`` with one entry per recipient (to, cc and bcc) of every
+recorded send that matches, newest first, each ``{"from_email", "msg_id", "subject", "to_email", "status":
+"delivered", "opens_count": 0, "clicks_count": 0, "last_event_time"}``. ``msg_id`` is the send's
+``X-Message-Id`` followed by ``.filter0001.<n>.0`` (``n`` = the recipient's position in the request), so
+``msg_id.startswith(x_message_id + ".")`` links the two, as with SendGrid. The query forms understood (see
+:func:`parse_activity_query`) are::
+
+    unique_args['KEY']="VALUE"     the recipient's custom_args (message-level merged with its personalization's,
+                                   the personalization's value winning, as SendGrid merges them) has KEY = VALUE
+    to_email="addr"                the recipient is addr (case-insensitive)
+    CLAUSE AND CLAUSE ...          all of them
+
+An empty or missing ``query`` lists the newest recipients. Anything else is a 400 naming the ``query`` field.
+``limit`` is 1..1000 (default 10). Sends made in sandbox mode were not recorded and are not listed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import re
 import secrets
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from demobank.sandbox.common import REASONS, InjectedFault, SandboxContext, json_response
+from demobank.sandbox.store import SandboxStore, custom_arg_term, recipient_term
 
 MAX_PERSONALIZATIONS = 1000
 MAX_RECIPIENTS = 1000
 HELP_BASE = "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html"
 EMAIL_RE = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\".]+$")
 TEMPLATE_ID_RE = re.compile(r"^d-[0-9a-fA-F]{32}$")
+DEFAULT_ACTIVITY_LIMIT = 10
+MAX_ACTIVITY_LIMIT = 1000
+#: One clause of the Email Activity query: unique_args['KEY']="VALUE" or to_email="VALUE".
+_CLAUSE_RE = re.compile(
+    r"""\s*(?:unique_args\['(?P<key>(?:[^'\\]|\\.)+)'\]|(?P<to>to_email))\s*=\s*"(?P<value>(?:[^"\\]|\\.)*)"\s*"""
+)
+_LIMIT_RE = re.compile(r"^[0-9]{1,7}$")
+_AND_RE = re.compile(r"AND\b", re.IGNORECASE)
+_UNESCAPE_RE = re.compile(r"\\(.)")
 
 _FROM_REQUIRED = (
     "The from object must be provided for every email send. It is an object that requires the email "
@@ -331,6 +362,138 @@ async def _read_limited(request: Request, limit: int) -> tuple[bytes | None, int
     return (None if too_big else b"".join(chunks)), max(total, int(declared) if declared and declared.isdigit() else 0)
 
 
+@dataclass(frozen=True)
+class ActivityQuery:
+    """A parsed Email Activity query: every condition must hold for a recipient to be listed.
+
+    :param args: ``(KEY, VALUE)`` pairs from ``unique_args['KEY']="VALUE"``.
+    :param to_emails: lower-cased addresses from ``to_email="addr"``.
+    """
+
+    args: tuple[tuple[str, str], ...] = ()
+    to_emails: tuple[str, ...] = ()
+
+
+def _parse_clauses(text: str) -> ActivityQuery | None:
+    args: list[tuple[str, str]] = []
+    to_emails: list[str] = []
+    pos = 0
+    while True:
+        match = _CLAUSE_RE.match(text, pos)
+        if match is None:
+            return None
+        value = _UNESCAPE_RE.sub(r"\1", match.group("value"))
+        if match.group("to"):
+            to_emails.append(value.lower())
+        else:
+            args.append((_UNESCAPE_RE.sub(r"\1", match.group("key")), value))
+        pos = match.end()
+        if pos == len(text):
+            return ActivityQuery(args=tuple(args), to_emails=tuple(to_emails))
+        # Clauses are separated by AND with whitespace on both sides (the clause pattern ate the left one).
+        if not text[pos - 1].isspace():
+            return None
+        sep = _AND_RE.match(text, pos)
+        if sep is None:
+            return None
+        pos = sep.end()
+        if pos == len(text) or not text[pos].isspace():
+            return None
+
+
+def parse_activity_query(query: str) -> ActivityQuery:
+    """Parse an Email Activity ``query`` (already URL-decoded once by the framework).
+
+    A query that does not parse but still contains ``%`` escapes (a client that encoded it twice) is decoded
+    once more and parsed again.
+
+    :param query: e.g. ``unique_args['outbox_id']="42" AND to_email="alice@example.com"``.
+    :return: the conditions (none for an empty query).
+    :raises ValueError: if the query uses anything but the supported forms.
+    """
+    text = query.strip()
+    if not text:
+        return ActivityQuery()
+    parsed = _parse_clauses(text)
+    if parsed is None and "%" in text:
+        parsed = _parse_clauses(unquote(text).strip())
+    if parsed is None:
+        raise ValueError(
+            f"invalid query {query!r}: this sandbox understands unique_args['KEY']=\"VALUE\" and "
+            'to_email="address" clauses joined with AND'
+        )
+    return parsed
+
+
+def _custom_args(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def search_activity(store: SandboxStore, query: ActivityQuery, limit: int) -> list[dict[str, Any]]:
+    """Find recorded recipients matching ``query``, newest send first (runs in a worker thread).
+
+    The store's ``email_search`` index (caught up with any new sends first) narrows the sends to those holding
+    every address and custom_args pair of the query; the exact per-recipient match (merged custom_args) is
+    done here.
+
+    :param store: the :class:`~demobank.sandbox.store.SandboxStore`.
+    :param query: the parsed query.
+    :param limit: at most this many entries.
+    :return: the Email Activity entries.
+    """
+    terms = [recipient_term(a) for a in query.to_emails] + [custom_arg_term(k, v) for k, v in query.args]
+    found: list[dict[str, Any]] = []
+    rows = store.iter_emails(sorted(set(terms)))
+    with contextlib.closing(rows):
+        for row in rows:
+            if _collect(row, query, limit, found):
+                break
+    return found
+
+
+def _collect(
+    row: tuple[int, float, str, str, str | None, str], query: ActivityQuery, limit: int, found: list[dict[str, Any]]
+) -> bool:
+    """Append the matching recipients of one recorded send to ``found``; return True once ``limit`` is reached."""
+    _row_id, created_at, message_id, from_email, _subject, raw = row
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return False
+    message_args = _custom_args(body.get("custom_args"))
+    message_subject = body.get("subject") if isinstance(body.get("subject"), str) and body.get("subject") else None
+    last_event = datetime.fromtimestamp(created_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    position = 0
+    for p in body.get("personalizations") or ():
+        effective = {**message_args, **_custom_args(p.get("custom_args"))}
+        args_match = all(effective.get(k) == v for k, v in query.args)
+        # A personalization's subject overrides the message's, as in SendGrid.
+        subject = p.get("subject") if isinstance(p.get("subject"), str) and p.get("subject") else message_subject
+        for kind in ("to", "cc", "bcc"):
+            for entry in p.get(kind) or ():
+                position += 1
+                address = entry.get("email") if isinstance(entry, dict) else None
+                if not args_match or not isinstance(address, str):
+                    continue
+                if any(address.lower() != wanted for wanted in query.to_emails):
+                    continue
+                found.append(
+                    {
+                        "from_email": from_email,
+                        "msg_id": f"{message_id}.filter0001.{position}.0",
+                        "subject": subject,
+                        "to_email": address,
+                        "status": "delivered",
+                        "opens_count": 0,
+                        "clicks_count": 0,
+                        "last_event_time": last_event,
+                    }
+                )
+                if len(found) >= limit:
+                    return True
+    return False
+
+
 def create_router(ctx: SandboxContext) -> APIRouter:
     """Build the SendGrid routes.
 
@@ -341,9 +504,7 @@ def create_router(ctx: SandboxContext) -> APIRouter:
     settings = ctx.settings
     expected_auth = f"Bearer {settings.sendgrid_api_key}".encode()
 
-    @router.get("/v3/scopes")
-    async def scopes(request: Request) -> Response:
-        """The API key's scopes: what ``SendGridHook.test_connection()`` reads."""
+    def check_auth(request: Request) -> Response | None:
         auth = request.headers.get("authorization")
         if auth is None:
             return errors_response([sendgrid_error("authorization required")], 401)
@@ -351,7 +512,36 @@ def create_router(ctx: SandboxContext) -> APIRouter:
             return errors_response(
                 [sendgrid_error("The provided authorization grant is invalid, expired, or revoked")], 401
             )
+        return None
+
+    @router.get("/v3/scopes")
+    async def scopes(request: Request) -> Response:
+        """The API key's scopes: what ``SendGridHook.test_connection()`` reads."""
+        denied = check_auth(request)
+        if denied is not None:
+            return denied
         return json_response({"scopes": ["mail.send"]}, 200)
+
+    @router.get("/v3/messages")
+    async def email_activity(request: Request) -> Response:
+        """Email Activity: which recipients of which recorded sends match ``query`` (see the module doc)."""
+        fault = await ctx.enter("email")
+        denied = check_auth(request)
+        if denied is not None:
+            return denied
+        if fault is not None:
+            return fault_response(fault)
+        params = request.query_params
+        raw_limit = params.get("limit") or str(DEFAULT_ACTIVITY_LIMIT)
+        if not _LIMIT_RE.match(raw_limit) or not 1 <= int(raw_limit) <= MAX_ACTIVITY_LIMIT:
+            message = f"limit must be a whole number from 1 to {MAX_ACTIVITY_LIMIT}, got {raw_limit!r}."
+            return errors_response([sendgrid_error(message, "limit")], 400)
+        try:
+            query = parse_activity_query(params.get("query") or "")
+        except ValueError as exc:
+            return errors_response([sendgrid_error(str(exc), "query")], 400)
+        found = await run_in_threadpool(search_activity, ctx.store, query, int(raw_limit))
+        return json_response({"messages": found})
 
     @router.post("/v3/mail/send")
     async def mail_send(request: Request) -> Response:
@@ -368,13 +558,9 @@ def create_router(ctx: SandboxContext) -> APIRouter:
                 ],
                 413,
             )
-        auth = request.headers.get("authorization")
-        if auth is None:
-            return errors_response([sendgrid_error("authorization required")], 401)
-        if not hmac.compare_digest(auth.encode(), expected_auth):
-            return errors_response(
-                [sendgrid_error("The provided authorization grant is invalid, expired, or revoked")], 401
-            )
+        denied = check_auth(request)
+        if denied is not None:
+            return denied
         if fault is not None:
             return fault_response(fault)
         content_type = request.headers.get("content-type", "")

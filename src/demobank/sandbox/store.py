@@ -19,7 +19,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS sms_messages (
     created_at REAL NOT NULL,
     resource TEXT NOT NULL
 );
+-- Twilio's list filter (To, newest first): SQLite appends the rowid (= id), so this index also serves
+-- "WHERE to_number = ? [AND id < ?] ORDER BY id DESC" without a sort. IF NOT EXISTS: older files gain it.
 CREATE INDEX IF NOT EXISTS sms_messages_to ON sms_messages (to_number);
 CREATE TABLE IF NOT EXISTS email_messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -50,6 +52,19 @@ CREATE TABLE IF NOT EXISTS email_messages (
     recipients TEXT NOT NULL,
     created_at REAL NOT NULL,
     request TEXT NOT NULL
+);
+-- Lookup terms of recorded sends for SendGrid's Email Activity route: "to:<address lower-cased>" per
+-- recipient and "arg:[key,value]" per string custom_args pair (message and personalization level). Filled
+-- lazily by the first lookup after new sends (email_messages ids up to indexed_upto are covered), so the mail
+-- send path pays nothing; files written before these tables existed are caught up the same way.
+CREATE TABLE IF NOT EXISTS email_search (
+    term TEXT NOT NULL,
+    email_id INTEGER NOT NULL,
+    PRIMARY KEY (term, email_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS email_search_state (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_upto INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS montecarlo_calls (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -71,10 +86,49 @@ _TABLES: dict[str, str] = {
     "montecarlo": "montecarlo_calls",
 }
 MAX_LIMIT = 10_000
+#: Sends indexed per write transaction when :meth:`SandboxStore.index_emails` catches up (keeps lock holds short).
+INDEX_BATCH = 2000
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def recipient_term(address: str) -> str:
+    """Return the ``email_search`` term of a recipient address (case-insensitive).
+
+    :param address: the e-mail address.
+    :return: the term.
+    """
+    return "to:" + address.lower()
+
+
+def custom_arg_term(key: str, value: str) -> str:
+    """Return the ``email_search`` term of one custom_args pair.
+
+    :param key: the custom_args key.
+    :param value: its (string) value.
+    :return: the term.
+    """
+    return "arg:" + json.dumps([key, value], separators=(",", ":"))
+
+
+def email_search_terms(request: Any, recipients: Sequence[str]) -> set[str]:
+    """Return the lookup terms of one mail send: every recipient and every string custom_args pair.
+
+    :param request: the decoded v3 mail send body (anything else contributes no custom_args).
+    :param recipients: every to/cc/bcc address.
+    :return: the terms.
+    """
+    terms = {recipient_term(a) for a in recipients}
+    if not isinstance(request, dict):
+        return terms
+    blocks = [request.get("custom_args")]
+    blocks += [p.get("custom_args") for p in request.get("personalizations") or () if isinstance(p, dict)]
+    for block in blocks:
+        if isinstance(block, dict):
+            terms.update(custom_arg_term(str(k), v) for k, v in block.items() if isinstance(v, str))
+    return terms
 
 
 def _check_channel(channel: str) -> str:
@@ -260,6 +314,8 @@ class SandboxStore:
         try:
             for name in channels:
                 deleted += conn.execute(f"DELETE FROM {_TABLES[name]}").rowcount  # noqa: S608  fixed names
+                if name == "email":
+                    conn.execute("DELETE FROM email_search")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -335,6 +391,130 @@ class SandboxStore:
             return None
         resource: dict[str, Any] = json.loads(row[1])
         return resource
+
+    def page_sms(
+        self,
+        account_sid: str,
+        *,
+        to: str | None = None,
+        from_: str | None = None,
+        created_min: float | None = None,
+        created_max: float | None = None,
+        before_id: int | None = None,
+        after_id: int | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[tuple[int, str]]:
+        """Return one page of recorded SMS of an account, newest (highest id) first, for Twilio's list route.
+
+        The resources are returned as the stored compact JSON text so that the route can answer without
+        decoding and re-encoding every record.
+
+        :param account_sid: only messages of this account.
+        :param to: only messages sent to this number (exact match; uses the ``to_number`` index).
+        :param from_: only messages sent from this number (exact match).
+        :param created_min: only messages recorded at or after this epoch time.
+        :param created_max: only messages recorded before this epoch time.
+        :param before_id: keyset paging forwards: only rows with a smaller id.
+        :param after_id: keyset paging backwards: only rows with a larger id (the nearest ones are returned).
+        :param offset: rows to skip (offset paging; keep 0 with keyset paging).
+        :param limit: at most this many rows (1..10000).
+        :return: ``(id, resource JSON)`` pairs, newest first.
+        :raises ValueError: for a bad limit or offset.
+        """
+        _check_limit(limit)
+        if offset < 0:
+            raise ValueError(f"offset={offset} is negative: use 0 or more.")
+        where = ["account_sid = ?"]
+        params: list[Any] = [account_sid]
+        for clause, value in (
+            ("to_number = ?", to),
+            ("from_number = ?", from_),
+            ("created_at >= ?", created_min),
+            ("created_at < ?", created_max),
+            ("id < ?", before_id),
+            ("id > ?", after_id),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        # Backwards paging reads the rows just above after_id in ascending order, then flips them.
+        order = "ASC" if after_id is not None else "DESC"
+        sql = f"SELECT id, resource FROM sms_messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT ? OFFSET ?"  # noqa: S608  fixed clauses
+        rows = [(int(r[0]), str(r[1])) for r in self._conn().execute(sql, (*params, limit, offset))]
+        if after_id is not None:
+            rows.reverse()
+        return rows
+
+    def index_emails(self, batch: int = INDEX_BATCH) -> int:
+        """Add the lookup terms of every send recorded since the last call to ``email_search``.
+
+        Cheap when nothing is new (two indexed reads). Otherwise works in write transactions of ``batch``
+        sends; concurrent callers in other threads or processes wait for each other and never index a send
+        twice, because the ids of later sends are always above the high-water mark.
+
+        :param batch: sends per transaction.
+        :return: how many sends were indexed.
+        """
+        conn = self._conn()
+        pending_sql = (
+            "SELECT (SELECT coalesce(max(id), 0) FROM email_messages)"
+            " > coalesce((SELECT indexed_upto FROM email_search_state WHERE id = 1), 0)"
+        )
+        indexed = 0
+        while conn.execute(pending_sql).fetchone()[0]:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT indexed_upto FROM email_search_state WHERE id = 1").fetchone()
+                upto = int(row[0]) if row else 0
+                rows = conn.execute(
+                    "SELECT id, recipients, request FROM email_messages WHERE id > ? ORDER BY id LIMIT ?",
+                    (upto, batch),
+                ).fetchall()
+                terms: list[tuple[str, int]] = []
+                for row_id, recipients, raw in rows:
+                    try:
+                        request = json.loads(raw)
+                    except ValueError:
+                        request = None
+                    terms += [(t, row_id) for t in email_search_terms(request, json.loads(recipients))]
+                conn.executemany("INSERT OR IGNORE INTO email_search (term, email_id) VALUES (?, ?)", terms)
+                if rows:
+                    conn.execute(
+                        "INSERT INTO email_search_state (id, indexed_upto) VALUES (1, ?)"
+                        " ON CONFLICT (id) DO UPDATE SET indexed_upto = excluded.indexed_upto",
+                        (rows[-1][0],),
+                    )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            indexed += len(rows)
+            if not rows:
+                break
+        return indexed
+
+    def iter_emails(self, terms: Sequence[str] = ()) -> Iterator[tuple[int, float, str, str, str | None, str]]:
+        """Yield recorded mail sends, newest first, that have every one of ``terms`` (all sends if none).
+
+        The terms come from :func:`recipient_term` / :func:`custom_arg_term`; they are looked up through the
+        ``email_search`` primary key (brought up to date first with :meth:`index_emails`), so only candidate
+        rows are read. The caller applies the exact match. Consume the iterator in the thread that created
+        it; close it to stop early.
+
+        :param terms: lookup terms that must all be present.
+        :return: ``(id, created_at, message_id, from_email, subject, request JSON)`` tuples.
+        """
+        sql = "SELECT id, created_at, message_id, from_email, subject, request FROM email_messages"
+        if terms:
+            self.index_emails()
+            lookups = " INTERSECT ".join(["SELECT email_id FROM email_search WHERE term = ?"] * len(terms))
+            sql += f" WHERE id IN ({lookups})"
+        cur = self._conn().execute(sql + " ORDER BY id DESC", tuple(terms))
+        try:
+            yield from cur
+        finally:
+            cur.close()
 
     @staticmethod
     def _sms_row(row_id: int, created_at: float, resource: str) -> dict[str, Any]:
