@@ -155,7 +155,7 @@ def test_connection_without_sender_fails_before_claiming(suite_engine, monkeypat
 
 def test_invalid_number_refused_by_twilio_is_reported_with_hint(clean_sandbox, suite_engine, twilio_conn) -> None:
     """A number that passes our E.164 check can still be refused by the provider (here: To == From)."""
-    with pytest.raises(DeliveryFailed, match="21266|Twilio error") as raised:
+    with pytest.raises(DeliveryFailed, match=r"21266|Twilio error") as raised:
         sms_delivery(suite_engine).send([SmsMessage("+15005550006", "x"), SmsMessage("+15550199007", "y")])
     assert "1 of 2" in str(raised.value)
     assert [m["to"] for m in clean_sandbox.messages("sms")] == ["+15550199007"]
@@ -234,7 +234,7 @@ def test_interrupted_email_attempt_is_reconciled(clean_sandbox, suite_engine, se
 def test_wrong_sendgrid_key_fails_with_401_and_sends_nothing(clean_sandbox, suite_engine, monkeypatch) -> None:
     set_connection(monkeypatch, "sendgrid_default", conn_type="sendgrid", host=clean_sandbox.url,
                    password="SG.wrong", extra={"from_email": "noreply@demobank.example"})
-    with pytest.raises(DeliveryFailed, match="401.*API key") as raised:
+    with pytest.raises(DeliveryFailed, match=r"401.*API key") as raised:
         email_delivery(suite_engine, batch_size=2).send(
             build_email_request(["a@example.com", "b@example.com", "c@example.com"], subject="s",
                                 html_content="<p>x</p>"))
@@ -265,3 +265,21 @@ def test_dynamic_template_payload(suite_engine, sendgrid_conn, clean_sandbox) ->
     assert body["template_id"] == "d-" + "a" * 32
     assert body["personalizations"][0]["dynamic_template_data"] == {"amount": "12.00"}
     assert json.dumps(body).count("t@example.com") == 1
+
+
+def test_a_business_key_sends_once_across_runs(clean_sandbox, suite_engine, twilio_conn) -> None:
+    """Payment reminders carry `payment_reminder:<customer>:<due date>`: a second run the same day sends nothing."""
+    messages = build_sms_messages(messages=[
+        {"to": "+15550199010", "body": "Reminder", "key": "payment_reminder:C-1:2026-01-07"},
+        {"to": "+15550199011", "body": "Reminder", "key": "payment_reminder:C-2:2026-01-07"},
+    ])
+    first = sms_delivery(suite_engine, run="scheduled__2026-01-06").send(messages)
+    manual = sms_delivery(suite_engine, run="manual__2026-01-06T10:00").send(list(reversed(messages)))
+    assert (first.sent, manual.sent, manual.already_accepted) == (2, 0, 2)
+    assert len(clean_sandbox.messages("sms")) == 2
+
+
+def test_duplicate_business_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="key 'k' appears more than once"):
+        build_sms_messages(messages=[{"to": "+15550199012", "body": "a", "key": "k"},
+                                     {"to": "+15550199013", "body": "b", "key": "k"}])

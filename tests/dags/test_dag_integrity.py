@@ -25,8 +25,13 @@ class _IoRecorder:
     def __init__(self) -> None:
         self.active = False
         self.events: list[tuple[str, str]] = []
+        import demobank
+
+        # Reading Python source (the interpreter's, the venv's, our package's) is importing, not the DAG's I/O.
+        package_dir = Path(demobank.__file__).resolve().parent
+        self.package_dir = str(package_dir)
         self.allowed_prefixes = tuple(
-            str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, DAGS_FOLDER}
+            str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, DAGS_FOLDER, package_dir}
         )
 
     def __call__(self, event: str, args: tuple) -> None:
@@ -38,7 +43,8 @@ class _IoRecorder:
                 return
             resolved = str(Path(str(path)).resolve()) if not isinstance(path, bytes) else path.decode()
             if resolved.startswith(self.allowed_prefixes) and (mode is None or "w" not in str(mode)):
-                return
+                if not resolved.startswith(self.package_dir) or resolved.endswith((".py", ".pyc")):
+                    return
             # Python's own bytecode cache writes next to the DAG files are not the DAG's I/O.
             if resolved.endswith(".pyc"):
                 return

@@ -65,10 +65,16 @@ class DeliveryFailed(DemoBankError):
 
 @dataclass(frozen=True)
 class SmsMessage:
-    """One SMS: an E.164 number and its text."""
+    """One SMS: an E.164 number and its text.
+
+    ``key``, when given, is a business idempotency key (e.g. ``payment_reminder:C-0042:2026-01-07``): the
+    message is sent at most once for that key whatever run or task sends it. Without it, at most once per
+    (DAG run, task, map index, number).
+    """
 
     to: str
     body: str
+    key: str | None = None
 
 
 def build_sms_messages(
@@ -87,9 +93,12 @@ def build_sms_messages(
             raise ValueError("give either 'to' and 'body', or 'messages' (a list of {to, body}), not both")
         for index, item in enumerate(messages):
             if not isinstance(item, Mapping) or "to" not in item or "body" not in item:
-                problems.append(f"messages[{index}] must be an object with 'to' and 'body'")
+                problems.append(f"messages[{index}] must be an object with 'to' and 'body' (and optionally 'key')")
                 continue
-            result.append(SmsMessage(str(item["to"]).strip(), str(item["body"] or "")))
+            key = item.get("key")
+            if key is not None and (not isinstance(key, str) or not key.strip()):
+                problems.append(f"messages[{index}]: 'key' must be a non-empty string when given")
+            result.append(SmsMessage(str(item["to"]).strip(), str(item["body"] or ""), key or None))
     else:
         numbers = as_list(to)
         if not numbers:
@@ -114,9 +123,11 @@ def build_sms_messages(
             )
     seen: set[str] = set()
     for message in result:
-        if message.to in seen and messages is not None:
-            problems.append(f"{mask_phone(message.to)} appears more than once: one message per number per task")
-        seen.add(message.to)
+        identity = message.key or message.to
+        if identity in seen and messages is not None:
+            what = f"key {message.key!r}" if message.key else mask_phone(message.to)
+            problems.append(f"{what} appears more than once: one message per number (or key) per task")
+        seen.add(identity)
     if problems:
         raise ValueError("Send SMS refused, nothing was sent:\n- " + "\n- ".join(dict.fromkeys(problems)))
     return result
@@ -169,6 +180,13 @@ def build_email_request(
     if problems:
         raise ValueError("Send Email refused, nothing was sent:\n- " + "\n- ".join(problems))
     return EmailRequest(recipients, subject, html_content, template_id, dynamic_template_data)
+
+
+def business_key(channel: str, key: str) -> str:
+    """The ledger key of a message that carries its own business idempotency key."""
+    import hashlib
+
+    return f"{channel}:biz:{hashlib.sha256(key.encode()).hexdigest()}"
 
 
 # -- mechanics --------------------------------------------------------------------------------------------
@@ -265,7 +283,7 @@ class SmsDelivery:
     def send(self, messages: Sequence[SmsMessage]) -> DeliveryReport:
         """Send every message not accepted before; raise :class:`DeliveryFailed` if any is not delivered."""
         self.hook.sender_parameters()  # a connection without a sender fails before anything is claimed
-        keys = [self.scope.key(self.channel, m.to) for m in messages]
+        keys = [business_key(self.channel, m.key) if m.key else self.scope.key(self.channel, m.to) for m in messages]
         entries = self.ledger.claim(self.scope, self.channel, self.provider,
                                     [(k, mask_phone(m.to)) for k, m in zip(keys, messages, strict=True)])
         report = DeliveryReport(message_ids=[""] * len(messages))
