@@ -95,5 +95,5 @@ def test_import_into_airflow_metadata_db_is_an_idempotent_upsert(tmp_path) -> No
     assert len(state["conns"]) == 5
     assert state["conns"]["twilio_default"][:2] == ["twilio", "http://sb:1"]
     assert state["conns"]["twilio_default"][2]["from_number"] == "+15005550006"
-    assert state["pools"]["connect_sms"] == 4
+    assert state["pools"]["connect_sms"] == 1
     assert state["env"] == "local"
