@@ -30,7 +30,7 @@ lint: install
 	$(BIN)/ruff check .
 
 bench: install
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 # Regenerate the pins from requirements*.in (needs the package registry).
 lock:

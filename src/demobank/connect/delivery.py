@@ -269,12 +269,14 @@ class SmsDelivery:
     provider = "twilio"
 
     def __init__(self, hook: Any, ledger: DeliveryLedger, scope: DeliveryScope, *, rate_limit: float,
-                 retry: RetryPolicy | None = None, max_in_flight: int = 16,
+                 retry: RetryPolicy | None = None, max_in_flight: int | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.hook = hook
         self.ledger = ledger
         self.scope = scope
         self.limiter = RateLimiter(rate_limit, sleep=sleep)
+        # Enough requests in flight to keep the rate while some threads wait out a Retry-After.
+        max_in_flight = max_in_flight or min(64, max(16, int(rate_limit)))
         self.retry = retry or RetryPolicy()
         self.max_in_flight = max_in_flight
         self.sleep = sleep
@@ -283,6 +285,7 @@ class SmsDelivery:
     def send(self, messages: Sequence[SmsMessage]) -> DeliveryReport:
         """Send every message not accepted before; raise :class:`DeliveryFailed` if any is not delivered."""
         self.hook.sender_parameters()  # a connection without a sender fails before anything is claimed
+        self.hook.get_conn()  # build the SDK client before the threads start, so their first slots are not bunched
         keys = [business_key(self.channel, m.key) if m.key else self.scope.key(self.channel, m.to) for m in messages]
         entries = self.ledger.claim(self.scope, self.channel, self.provider,
                                     [(k, mask_phone(m.to)) for k, m in zip(keys, messages, strict=True)])

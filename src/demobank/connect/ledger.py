@@ -84,16 +84,16 @@ class DeliveryLedger:
         now = utcnow()
         keys = [key for key, _ in recipients]
         with session_scope(self.engine) as session:
-            for start in range(0, len(recipients), _CHUNK):
-                chunk = recipients[start:start + _CHUNK]
-                rows = [
-                    {"idempotency_key": key, "channel": channel, "provider": provider, "recipient_masked": masked,
-                     "status": DeliveryStatus.PENDING.value, "dag_id": scope.dag_id, "run_id": scope.run_id,
-                     "task_id": scope.task_id, "attempts": 0, "created_at": now, "updated_at": now}
-                    for key, masked in chunk
-                ]
-                statement = self._insert().values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-                session.execute(statement)
+            rows = [
+                {"idempotency_key": key, "channel": channel, "provider": provider, "recipient_masked": masked,
+                 "status": DeliveryStatus.PENDING.value, "dag_id": scope.dag_id, "run_id": scope.run_id,
+                 "task_id": scope.task_id, "attempts": 0, "created_at": now, "updated_at": now}
+                for key, masked in recipients
+            ]
+            if rows:
+                # One statement, many parameter sets: SQLAlchemy batches them ("insertmanyvalues").
+                statement = self._insert().on_conflict_do_nothing(index_elements=["idempotency_key"])
+                session.execute(statement, rows)
             for start in range(0, len(keys), _CHUNK):
                 chunk_keys = keys[start:start + _CHUNK]
                 found = session.execute(
