@@ -9,6 +9,9 @@ Tables:
   step sends (SMS through Twilio, e-mail through SendGrid), keyed by an idempotency key so that a task retry
   never sends the same message twice.
 * ``demo_customers`` -- demo customers for the Connect payment-reminder workflow (seeded by ``make run``).
+* ``outbox_events``, ``event_targets``, ``event_deliveries`` -- the Events module's transactional outbox: every
+  published event (CloudEvents envelope), the destinations events are delivered to, and one delivery state per
+  event and matching target (see :class:`OutboxEvent`).
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from typing import Any
 
 from sqlalchemy import (
     CHAR,
+    JSON,
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Date,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -33,6 +40,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     func,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -183,3 +191,130 @@ class DemoCustomer(Base):
 
     def __repr__(self) -> str:
         return f"DemoCustomer(customer_id={self.customer_id!r}, due={self.payment_due_date!r})"
+
+
+# -- Events: transactional outbox, targets, per-target delivery state ---------------------------------------------
+
+
+class TargetKind(StrEnum):
+    """What an event target delivers to."""
+
+    EVENTBRIDGE = "eventbridge"
+
+
+class EventDeliveryStatus(StrEnum):
+    """Where the delivery of one event to one target stands.
+
+    ``pending``: to be delivered (again) at ``next_attempt_at``; ``delivered``: the target accepted it
+    (``delivered_at``, ``external_id`` set); ``dead``: given up (dead letter), ``last_error`` says why; a replay
+    sets it back to ``pending``.
+    """
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+_SEQUENCE_TYPE = BigInteger().with_variant(Integer(), "sqlite")
+"""BIGINT on PostgreSQL; INTEGER on SQLite, where only an ``INTEGER PRIMARY KEY`` autoincrements."""
+
+
+class OutboxEvent(Base):
+    """One published event: its CloudEvents envelope as JSON text, written in the publisher's transaction.
+
+    ``sequence`` is the primary key (autoincrement; ``AUTOINCREMENT`` on SQLite, so a value is never reused)
+    and orders dispatch; ``id`` is the CloudEvents id (unique), which deliveries refer to. Sequence values are
+    assigned at insert and transactions commit in any order, so the dispatcher must not use the sequence as a
+    high-water mark: it selects pending ``event_deliveries`` and orders them by sequence.
+    """
+
+    __tablename__ = "outbox_events"
+    __table_args__ = (
+        UniqueConstraint("id"),
+        CheckConstraint("size_bytes >= 0", name="size_bytes_not_negative"),
+        Index(None, "type", "time"),
+        {"sqlite_autoincrement": True},
+    )
+
+    sequence: Mapped[int] = mapped_column(_SEQUENCE_TYPE, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(36))
+    type: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(String(250))
+    time: Mapped[datetime]
+    envelope: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
+
+    def __repr__(self) -> str:
+        return f"OutboxEvent(sequence={self.sequence!r}, id={self.id!r}, type={self.type!r})"
+
+
+class EventTarget(Base):
+    """A destination of events, with the event types it receives.
+
+    ``config`` (JSON object) for ``eventbridge``: ``aws_conn_id`` (default ``aws_default``), ``bus_name``
+    (default ``demobank-events``), ``region_name`` (default: the connection's), ``max_event_bytes`` (default
+    256 KiB, EventBridge's entry limit). ``event_types`` (JSON list): exact types, ``"*"`` for every type, or a
+    prefix pattern such as ``"transaction.*"``.
+    """
+
+    __tablename__ = "event_targets"
+    __table_args__ = (
+        UniqueConstraint("name"),
+        CheckConstraint(_in_list("kind", TargetKind), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32), default=TargetKind.EVENTBRIDGE.value)
+    description: Mapped[str | None] = mapped_column(String(500))
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    event_types: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    def __repr__(self) -> str:
+        return f"EventTarget(id={self.id!r}, name={self.name!r}, kind={self.kind!r}, enabled={self.enabled!r})"
+
+
+class EventDelivery(Base):
+    """The delivery of one event to one target: status, attempts, last error, next attempt, dispatcher lease.
+
+    A dispatcher claims rows by setting ``claimed_by`` and ``claimed_until`` (a lease) in the transaction that
+    selects them; another dispatcher skips rows whose lease has not expired.
+    """
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in_list("status", EventDeliveryStatus), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(None, "target_id", "status", "next_attempt_at"),
+    )
+
+    event_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("outbox_events.id", ondelete="CASCADE"), primary_key=True
+    )
+    target_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event_targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default=EventDeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[datetime | None]
+    delivered_at: Mapped[datetime | None]
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"EventDelivery(event_id={self.event_id!r}, target_id={self.target_id!r}, status={self.status!r}, "
+            f"attempts={self.attempts!r})"
+        )
