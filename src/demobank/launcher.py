@@ -35,6 +35,11 @@ import psutil
 
 _PR_SET_CHILD_SUBREAPER = 36
 
+#: SQLite connection arguments of Airflow's metadata DB in the embedded shape (read by Airflow through
+#: ``[database] sql_alchemy_connect_args``): the API server, scheduler, DAG processor and task processes all write
+#: to one file, and sqlite3's default 5 s lock wait made a REST call fail with "Database error" under load.
+AIRFLOW_SQLITE_CONNECT_ARGS = {"timeout": 60}
+
 
 @dataclass(frozen=True)
 class LaunchConfig:
@@ -108,6 +113,8 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
             # SQLite and 2 cores make the execution API slow while everything starts; its 5 s default timeout
             # then fails a task's first attempt (the client's retry of PATCH /run is refused as a duplicate).
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "30"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "demobank.launcher.AIRFLOW_SQLITE_CONNECT_ARGS",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "demobank.launcher.AIRFLOW_SQLITE_CONNECT_ARGS",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
             # The suite's own configuration, read by airflow_settings.yaml and the plugin.
             "DEMOBANK_PROJECT_DIR": str(config.project_dir),
