@@ -76,7 +76,8 @@ def test_retry_after_is_honoured(clean_sandbox, suite_engine, twilio_conn) -> No
                            retry=RetryPolicy(attempts=3, initial=0.01, maximum=10, jitter=0), sleep=waits.append)
     with pytest.raises(DeliveryFailed, match="20429"):
         delivery.send([SmsMessage("+15550199002", "x")])
-    assert waits and all(w >= 3 for w in waits), waits
+    retry_waits = [w for w in waits if w > 0.05]  # the rate limiter's own slot waits are tiny at 500/s
+    assert len(retry_waits) == 2 and all(w >= 3 for w in retry_waits), waits
     assert clean_sandbox.messages("sms") == []
 
 

@@ -259,6 +259,21 @@ class DeliveryReport:
     failures: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+def still_to_send(keys: Sequence[str], entries: Mapping[str, LedgerEntry], report: DeliveryReport,
+                  reconcile: Callable[[int, LedgerEntry], bool]) -> list[int]:
+    """The indexes of the messages to send now: not accepted before, and not found at the provider when an
+    interrupted attempt may have sent them (``reconcile`` records those it finds)."""
+    todo: list[int] = []
+    for index, key in enumerate(keys):
+        entry = entries[key]
+        if entry.status == DeliveryStatus.ACCEPTED.value:
+            report.message_ids[index] = entry.provider_message_id or ""
+            report.already_accepted += 1
+        elif not (entry.may_have_been_sent and reconcile(index, entry)):
+            todo.append(index)
+    return todo
+
+
 # -- SMS --------------------------------------------------------------------------------------------------
 
 
@@ -290,16 +305,8 @@ class SmsDelivery:
         entries = self.ledger.claim(self.scope, self.channel, self.provider,
                                     [(k, mask_phone(m.to)) for k, m in zip(keys, messages, strict=True)])
         report = DeliveryReport(message_ids=[""] * len(messages))
-        todo: list[int] = []
-        for index, key in enumerate(keys):
-            entry = entries[key]
-            if entry.status == DeliveryStatus.ACCEPTED.value:
-                report.message_ids[index] = entry.provider_message_id or ""
-                report.already_accepted += 1
-            elif entry.may_have_been_sent and self._reconcile(messages[index], entry, report, index):
-                continue
-            else:
-                todo.append(index)
+        todo = still_to_send(keys, entries, report,
+                             lambda index, entry: self._reconcile(messages[index], entry, report, index))
         log.info("Send SMS: %d message(s); %d accepted by an earlier attempt, %d reconciled, %d to send at ≤%g/s",
                  len(messages), report.already_accepted, report.reconciled, len(todo), 1 / self.limiter.interval)
         abort = threading.Event()
@@ -420,16 +427,8 @@ class EmailDelivery:
         entries = self.ledger.claim(self.scope, self.channel, self.provider,
                                     [(k, mask_email(a)) for k, a in zip(keys, recipients, strict=True)])
         report = DeliveryReport(message_ids=[""] * len(recipients))
-        todo: list[int] = []
-        for index, key in enumerate(keys):
-            entry = entries[key]
-            if entry.status == DeliveryStatus.ACCEPTED.value:
-                report.message_ids[index] = entry.provider_message_id or ""
-                report.already_accepted += 1
-            elif entry.may_have_been_sent and self._reconcile(entry, report, index, recipients[index]):
-                continue
-            else:
-                todo.append(index)
+        todo = still_to_send(keys, entries, report,
+                             lambda index, entry: self._reconcile(entry, report, index, recipients[index]))
         batches = [todo[i:i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         log.info("Send Email: %d recipient(s); %d accepted by an earlier attempt, %d reconciled, %d to send in %d "
                  "request(s)", len(recipients), report.already_accepted, report.reconciled, len(todo), len(batches))
