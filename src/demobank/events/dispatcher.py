@@ -1,0 +1,394 @@
+"""Delivering outbox events to their targets: claim, publish, record. Airflow-free (a DAG wraps it).
+
+One round (:func:`dispatch_once`):
+
+1. :func:`claim_batch` claims up to ``limit`` ``pending`` ``event_deliveries`` rows that are due (``next_attempt_at``
+   null or past) and free (no claim, or an expired lease), in outbox ``sequence`` order, by setting ``claimed_by``
+   and ``claimed_until`` in one transaction. PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE``;
+   SQLite: the engine opens every transaction with ``BEGIN IMMEDIATE``, which serialises writers, and the ``UPDATE``
+   is guarded by the claim condition; on both the rows actually claimed are read back by worker and lease.
+2. The claimed deliveries are grouped by target; each target's publisher (``publisher_factory(target)``) publishes
+   its envelopes. A failure of one target never stops the others.
+3. Outcomes are written after the publish returned, only to rows still claimed by this worker with this lease:
+   delivered (``delivered_at``, ``external_id``); a transient failure is retried later with exponential backoff and
+   jitter; a permanent failure of the event, or ``max_attempts`` reached, is a dead letter (``status = 'dead'``,
+   ``last_error`` says why); a target error (credentials, missing bus) releases the target's deliveries with
+   backoff and an error naming the target, without counting against the event.
+
+Delivery is at least once: a worker that dies mid-batch leaves its rows claimed until the lease expires; another
+worker then claims and publishes them again. Duplicates carry the same envelope ``id``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent
+from demobank.events.eventbridge import Delivered, Failed, PublishResult
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BUS_NAME = "demobank-events"
+"""The bus of an EventBridge target whose config names none."""
+
+DEFAULT_AWS_CONN_ID = "aws_default"
+"""The AWS connection of an EventBridge target whose config names none."""
+
+DEFAULT_LIMIT = 500
+DEFAULT_LEASE_SECONDS = 120
+DEFAULT_MAX_ATTEMPTS = 8
+
+_PENDING = EventDeliveryStatus.PENDING.value
+_DELIVERED = EventDeliveryStatus.DELIVERED.value
+_DEAD = EventDeliveryStatus.DEAD.value
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"naive datetime {now.isoformat()} has no time zone: pass an aware datetime (UTC)")
+    return now.astimezone(UTC)
+
+
+def exponential_backoff(base: float = 30.0, cap: float = 3600.0, jitter: float = 0.2) -> Callable[[int], timedelta]:
+    """Return a backoff function: attempt ``n`` (1-based) waits ``min(cap, base * 2**(n-1))`` seconds plus up to
+    ``jitter`` times that at random (so that retries of many events spread out)."""
+    if base < 0 or cap < 0 or jitter < 0:
+        raise ValueError(f"backoff base ({base}), cap ({cap}) and jitter ({jitter}) must not be negative")
+
+    def backoff(attempt: int) -> timedelta:
+        delay = min(cap, base * 2 ** max(0, attempt - 1))
+        return timedelta(seconds=delay * (1 + random.uniform(0, jitter)))
+
+    return backoff
+
+
+DEFAULT_BACKOFF = exponential_backoff()
+
+
+@dataclass(frozen=True)
+class Target:
+    """An event target as the publisher factory sees it."""
+
+    id: int
+    name: str
+    kind: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """One delivery claimed by a worker: the envelope and the target it goes to."""
+
+    event_id: str
+    sequence: int
+    envelope: dict[str, Any]
+    target: Target
+    attempts: int
+    claimed_by: str
+    claimed_until: datetime
+
+
+class Publisher(Protocol):
+    """What the dispatcher needs of a target's publisher (an ``EventBridgePublisher``)."""
+
+    def publish(self, envelopes: Sequence[Mapping[str, Any]]) -> PublishResult: ...
+
+
+PublisherFactory = Callable[[Target], Publisher]
+
+
+def eventbridge_publisher(target: Target) -> Publisher:
+    """The default factory: an ``EventBridgePublisher`` over the amazon provider's ``EventBridgeHook``.
+
+    Config: ``aws_conn_id`` (default ``aws_default``), ``region_name`` (or ``region``; default: the connection's),
+    ``bus_name`` (default ``demobank-events``).
+    """
+    from airflow.providers.amazon.aws.hooks.eventbridge import EventBridgeHook
+
+    from demobank.events.eventbridge import EventBridgePublisher
+
+    config = target.config or {}
+    hook = EventBridgeHook(aws_conn_id=config.get("aws_conn_id", DEFAULT_AWS_CONN_ID),
+                           region_name=config.get("region_name") or config.get("region"))
+    return EventBridgePublisher(hook, config.get("bus_name") or DEFAULT_BUS_NAME)
+
+
+@dataclass
+class DispatchReport:
+    """What one or more dispatch rounds did (counts of deliveries)."""
+
+    claimed: int = 0
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+    released: int = 0
+    lost: int = 0
+    rounds: int = 0
+    target_errors: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: DispatchReport) -> None:
+        """Add another report's counts to this one."""
+        self.claimed += other.claimed
+        self.delivered += other.delivered
+        self.retried += other.retried
+        self.dead += other.dead
+        self.released += other.released
+        self.lost += other.lost
+        self.rounds += other.rounds
+        self.target_errors.update(other.target_errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (for XCom)."""
+        return {"claimed": self.claimed, "delivered": self.delivered, "retried": self.retried, "dead": self.dead,
+                "released": self.released, "lost": self.lost, "rounds": self.rounds,
+                "target_errors": dict(self.target_errors)}
+
+
+# -- claiming ---------------------------------------------------------------------------------------------
+
+
+def claim_batch(engine: Engine, worker_id: str, *, target_id: int | None = None, limit: int = DEFAULT_LIMIT,
+                lease_seconds: float = DEFAULT_LEASE_SECONDS, now: datetime | None = None) -> list[Claimed]:
+    """Claim up to ``limit`` due, free, pending deliveries (to enabled targets) for ``worker_id``, in outbox order.
+
+    Two workers running at once never get the same rows.
+
+    :param target_id: only deliveries to this target.
+    :param lease_seconds: how long the claim holds; after it another worker may claim the rows again.
+    :param now: the current time (tests inject it).
+    :return: the claimed deliveries, ordered by outbox sequence.
+    """
+    if not worker_id:
+        raise ValueError("worker_id is empty: give each dispatcher a unique id, e.g. host:pid")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+    if lease_seconds <= 0:
+        raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
+    current = _now(now)
+    until = current + timedelta(seconds=lease_seconds)
+    free = or_(EventDelivery.claimed_until.is_(None), EventDelivery.claimed_until < current)
+    due = or_(EventDelivery.next_attempt_at.is_(None), EventDelivery.next_attempt_at <= current)
+    query = (
+        select(EventDelivery.event_id, EventDelivery.target_id)
+        .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
+        .join(EventTarget, EventTarget.id == EventDelivery.target_id)
+        .where(EventDelivery.status == _PENDING, EventTarget.enabled.is_(True), due, free)
+        .order_by(OutboxEvent.sequence, EventDelivery.target_id)
+        .limit(limit)
+    )
+    if target_id is not None:
+        query = query.where(EventDelivery.target_id == target_id)
+    with Session(engine) as session, session.begin():
+        if engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=EventDelivery)
+        keys = [tuple(row) for row in session.execute(query)]
+        if not keys:
+            return []
+        key_column = tuple_(EventDelivery.event_id, EventDelivery.target_id)
+        session.execute(
+            update(EventDelivery)
+            .where(key_column.in_(keys), EventDelivery.status == _PENDING, free)
+            .values(claimed_by=worker_id, claimed_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        rows = session.execute(
+            select(EventDelivery.event_id, EventDelivery.attempts, OutboxEvent.sequence, OutboxEvent.envelope,
+                   EventTarget.id, EventTarget.name, EventTarget.kind, EventTarget.config)
+            .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
+            .join(EventTarget, EventTarget.id == EventDelivery.target_id)
+            .where(key_column.in_(keys), EventDelivery.claimed_by == worker_id,
+                   EventDelivery.claimed_until == until)
+            .order_by(OutboxEvent.sequence, EventDelivery.target_id)
+        ).all()
+    targets: dict[int, Target] = {}
+    claimed = []
+    for event_id, attempts, sequence, envelope, t_id, t_name, t_kind, t_config in rows:
+        target = targets.setdefault(t_id, Target(t_id, t_name, t_kind, dict(t_config or {})))
+        claimed.append(Claimed(event_id, sequence, json.loads(envelope), target, attempts, worker_id, until))
+    log.info("dispatcher %s claimed %d of %d candidate deliveries until %s", worker_id, len(claimed), len(keys),
+             until.isoformat())
+    return claimed
+
+
+# -- dispatching ------------------------------------------------------------------------------------------
+
+
+def _group(claimed: Iterable[Claimed]) -> dict[int, list[Claimed]]:
+    groups: dict[int, list[Claimed]] = {}
+    for item in claimed:
+        groups.setdefault(item.target.id, []).append(item)
+    return groups
+
+
+def _publish(target: Target, items: list[Claimed], factory: PublisherFactory) -> PublishResult | str:
+    """Publish one target's envelopes; return the result, or an error text naming the target."""
+    try:
+        publisher = factory(target)
+        return publisher.publish([item.envelope for item in items])
+    except Exception as error:
+        log.exception("target %r (id %d): publishing failed", target.name, target.id)
+        return (f"target {target.name!r} (id {target.id}) could not publish: {type(error).__name__}: {error} — "
+                "check the target's config and connection")
+
+
+def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed], result: PublishResult | str,
+            *, max_attempts: int, backoff: Callable[[int], timedelta], now: datetime,
+            report: DispatchReport) -> None:
+    """Write the outcome of each delivery of one target, only to rows this worker still holds."""
+    with Session(engine) as session, session.begin():
+        for item in items:
+            values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+            outcome = result.get(item.event_id) if isinstance(result, PublishResult) else None
+            if isinstance(result, str) or (isinstance(outcome, Failed) and outcome.target_error):
+                message = result if isinstance(result, str) else (
+                    f"target {target.name!r} (id {target.id}): {outcome.code}: {outcome.message}")
+                report.target_errors[target.name] = message
+                values.update(last_error=message, next_attempt_at=now + backoff(item.attempts + 1))
+                kind = "released"
+            elif isinstance(outcome, Delivered):
+                values.update(status=_DELIVERED, delivered_at=now, external_id=outcome.event_id,
+                              attempts=item.attempts + 1, last_error=None, next_attempt_at=None)
+                kind = "delivered"
+            else:
+                attempts = item.attempts + 1
+                if outcome is None:
+                    failed = Failed("MissingOutcome", "the publisher returned no outcome for this event", True)
+                else:
+                    failed = outcome
+                error = f"{failed.code}: {failed.message}"
+                if not failed.transient:
+                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None,
+                                  last_error=f"permanent failure at target {target.name!r}: {error}")
+                    kind = "dead"
+                elif attempts >= max_attempts:
+                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None,
+                                  last_error=f"gave up after {attempts} attempts (max_attempts {max_attempts}) at "
+                                             f"target {target.name!r}; last error {error}")
+                    kind = "dead"
+                else:
+                    values.update(attempts=attempts, last_error=error, next_attempt_at=now + backoff(attempts))
+                    kind = "retried"
+            changed = session.execute(
+                update(EventDelivery)
+                .where(EventDelivery.event_id == item.event_id, EventDelivery.target_id == target.id,
+                       EventDelivery.status == _PENDING, EventDelivery.claimed_by == worker_id,
+                       EventDelivery.claimed_until == item.claimed_until)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if changed:
+                setattr(report, kind, getattr(report, kind) + 1)
+            else:
+                report.lost += 1
+                log.warning("dispatcher %s lost its claim on event %s for target %r (lease expired): outcome %s "
+                            "not recorded", worker_id, item.event_id, target.name, kind)
+
+
+def dispatch_once(engine: Engine, worker_id: str, publisher_factory: PublisherFactory | None = None, *,
+                  target_id: int | None = None, limit: int = DEFAULT_LIMIT,
+                  lease_seconds: float = DEFAULT_LEASE_SECONDS, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                  backoff: Callable[[int], timedelta] = DEFAULT_BACKOFF, now: datetime | None = None) -> DispatchReport:
+    """Claim one batch, publish it target by target, record every outcome; see the module docstring.
+
+    :param publisher_factory: builds a target's publisher; :func:`eventbridge_publisher` by default.
+    :param max_attempts: a delivery that failed transiently this many times is dead-lettered.
+    :param backoff: attempt number → wait before the next attempt.
+    """
+    if max_attempts < 1:
+        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    factory = publisher_factory or eventbridge_publisher
+    current = _now(now)
+    claimed = claim_batch(engine, worker_id, target_id=target_id, limit=limit, lease_seconds=lease_seconds,
+                          now=current)
+    report = DispatchReport(claimed=len(claimed), rounds=1)
+    for items in _group(claimed).values():
+        target = items[0].target
+        result = _publish(target, items, factory)
+        _record(engine, worker_id, target, items, result, max_attempts=max_attempts, backoff=backoff,
+                now=current if now is not None else datetime.now(UTC), report=report)
+    log.info("dispatcher %s: %s", worker_id, report.as_dict())
+    return report
+
+
+def dispatch_until_empty(engine: Engine, worker_id: str, publisher_factory: PublisherFactory | None = None, *,
+                         max_rounds: int = 100, **options: Any) -> DispatchReport:
+    """Run :func:`dispatch_once` until a round claims nothing, or ``max_rounds`` rounds ran.
+
+    :param options: passed to :func:`dispatch_once` (``limit``, ``max_attempts``, ``backoff``, ``now`` …).
+    """
+    if max_rounds < 1:
+        raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
+    total = DispatchReport()
+    for _ in range(max_rounds):
+        report = dispatch_once(engine, worker_id, publisher_factory, **options)
+        if not report.claimed:
+            break
+        total.add(report)
+    return total
+
+
+# -- inspection and replay --------------------------------------------------------------------------------
+
+
+def delivery_counts(engine: Engine) -> dict[str, int]:
+    """Deliveries per status (every status present, zero when none)."""
+    counts = dict.fromkeys((status.value for status in EventDeliveryStatus), 0)
+    with Session(engine) as session:
+        for status, count in session.execute(
+                select(EventDelivery.status, func.count()).group_by(EventDelivery.status)):
+            counts[status] = count
+    return counts
+
+
+def replay(engine: Engine, target_id: int, event_type: str, start: datetime, end: datetime) -> int:
+    """Queue again, for one target, every event of ``event_type`` whose ``time`` is in ``[start, end)``.
+
+    Existing deliveries are reset to ``pending`` (attempts 0, error, claim and delivery cleared); missing ones are
+    inserted. The target's filter is not consulted: a replay is explicit.
+
+    :return: the number of deliveries queued.
+    :raises LookupError: the target does not exist.
+    """
+    start, end = _now(start), _now(end)
+    if end <= start:
+        raise ValueError(f"replay window is empty: start {start.isoformat()} is not before end {end.isoformat()}")
+    with Session(engine) as session, session.begin():
+        if session.get(EventTarget, target_id) is None:
+            raise LookupError(f"event target {target_id} does not exist: list targets in event_targets")
+        event_ids = list(session.scalars(
+            select(OutboxEvent.id).where(OutboxEvent.type == event_type, OutboxEvent.time >= start,
+                                         OutboxEvent.time < end).order_by(OutboxEvent.sequence)))
+        existing = set(session.scalars(
+            select(EventDelivery.event_id).where(EventDelivery.target_id == target_id,
+                                                 EventDelivery.event_id.in_(event_ids)))) if event_ids else set()
+        if existing:
+            session.execute(
+                update(EventDelivery)
+                .where(EventDelivery.target_id == target_id, EventDelivery.event_id.in_(existing))
+                .values(status=_PENDING, attempts=0, last_error=None, next_attempt_at=None, claimed_by=None,
+                        claimed_until=None, delivered_at=None, external_id=None)
+                .execution_options(synchronize_session=False)
+            )
+        session.add_all(EventDelivery(event_id=event_id, target_id=target_id, status=_PENDING, attempts=0)
+                        for event_id in event_ids if event_id not in existing)
+    log.info("replay: %d %s event(s) from %s to %s queued for target %d", len(event_ids), event_type,
+             start.isoformat(), end.isoformat(), target_id)
+    return len(event_ids)
+
+
+__all__ = [
+    "DEFAULT_BACKOFF", "Claimed", "DispatchReport", "Publisher", "PublisherFactory", "Target",
+    "claim_batch", "delivery_counts", "dispatch_once", "dispatch_until_empty", "eventbridge_publisher",
+    "exponential_backoff", "replay",
+]
