@@ -38,6 +38,7 @@ from demobank.connect.recipients import (
 )
 from demobank.db.models import DeliveryStatus
 from demobank.exceptions import DemoBankError
+from demobank.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -199,16 +200,6 @@ class VendorHook(Protocol):
     def retry_after(self, error: BaseException) -> float | None: ...
     def describe_error(self, error: BaseException) -> tuple[str, str]: ...
     def is_fatal_for_batch(self, error: BaseException) -> bool: ...
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient errors are retried: exponential backoff with jitter, at least ``Retry-After``."""
-
-    attempts: int = 6
-    initial: float = 0.5
-    maximum: float = 30.0
-    jitter: float = 0.5
 
 
 class RateLimiter:

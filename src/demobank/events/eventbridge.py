@@ -42,6 +42,8 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, Par
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from demobank.retry import RetryPolicy
+
 log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "com.demobank"
@@ -265,18 +267,8 @@ class PublishResult(Mapping[str, Outcome]):
 # -- publisher --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How transient errors are retried: up to ``attempts`` sends per entry, exponential backoff with jitter."""
-
-    attempts: int = 5
-    initial: float = 0.5
-    maximum: float = 20.0
-    jitter: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+#: EventBridge's own default: up to 5 sends per entry, waits up to 20 s.
+DEFAULT_RETRY = RetryPolicy(attempts=5, initial=0.5, maximum=20.0, jitter=0.5)
 
 
 class _TransientLeft(Exception):
@@ -314,7 +306,7 @@ class EventBridgePublisher:
         self.bus_name = bus_name
         self.max_bytes = max_bytes
         self.max_entries = max_entries
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.sleep = sleep
 
     @cached_property
