@@ -16,7 +16,7 @@ Airflow-free: the DAG file only calls these functions.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
@@ -246,3 +246,49 @@ def validate_alert_conf(conf: Mapping[str, Any] | None) -> TransactionAlert:
             f"invalid transaction alert conf ({len(lines)} problem(s)); fix these fields and trigger the "
             "DAG again:\n" + "\n".join(lines)
         ) from None
+
+
+# -- event-driven alerts ------------------------------------------------------------------------------------------
+
+Contacts = Callable[[str], tuple[str, str] | None]
+"""customer id → (phone, e-mail), or ``None`` when the customer is unknown."""
+
+
+def demo_customer_contacts(customer_id: str) -> tuple[str, str] | None:
+    """A customer's phone and e-mail from the suite's ``demo_customers`` table."""
+    from demobank.db.engine import session_scope
+    from demobank.db.models import DemoCustomer
+
+    with session_scope() as session:
+        customer = session.get(DemoCustomer, customer_id)
+        return None if customer is None else (customer.phone, customer.email)
+
+
+def _merchant_of(data: Mapping[str, Any]) -> str:
+    for key in ("merchant", "counterparty"):
+        party = data.get(key)
+        if isinstance(party, Mapping) and party.get("name"):
+            return str(party["name"])[:MAX_MERCHANT_LENGTH]
+    described = str(data.get("description") or "").strip()
+    return described[:MAX_MERCHANT_LENGTH] or str(data.get("channel", "transaction")).replace("_", " ")
+
+
+def alert_conf_from_event(envelope: Mapping[str, Any], contacts: Contacts = demo_customer_contacts) -> dict[str, Any]:
+    """The ``connect_transaction_alert`` conf for a ``transaction.created`` event, validated.
+
+    :raises ValueError: the event is not a ``transaction.created``, its customer has no contact details, or the
+        alert would be invalid (e.g. a currency the alerts do not support); the message says which.
+    """
+    if envelope.get("type") != "transaction.created":
+        raise ValueError(f"a transaction alert is started by transaction.created events, not {envelope.get('type')!r}")
+    data = envelope.get("data") or {}
+    customer_id = str(data.get("customer_id", ""))
+    found = contacts(customer_id)
+    if found is None:
+        raise ValueError(f"customer {customer_id!r} of transaction {data.get('transaction_id')!r} has no phone and "
+                         "e-mail on record: add the customer's contact details, then replay the event")
+    phone, email = found
+    conf = {"customer_id": customer_id, "phone": phone, "email": email, "amount": float(Decimal(str(data["amount"]))),
+            "currency": data.get("currency"), "merchant": _merchant_of(data)}
+    validate_alert_conf(conf)
+    return conf

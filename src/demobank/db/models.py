@@ -200,6 +200,7 @@ class TargetKind(StrEnum):
     """What an event target delivers to."""
 
     EVENTBRIDGE = "eventbridge"
+    AIRFLOW_DAG = "airflow_dag"
 
 
 class EventDeliveryStatus(StrEnum):
@@ -255,7 +256,10 @@ class EventTarget(Base):
     ``config`` (JSON object) for ``eventbridge``: ``aws_conn_id`` (default ``aws_default``), ``bus_name``
     (default ``demobank-events``), ``region_name`` (default: the connection's), ``max_event_bytes`` (default
     256 KiB, EventBridge's entry limit). ``event_types`` (JSON list): exact types, ``"*"`` for every type, or a
-    prefix pattern such as ``"transaction.*"``.
+    prefix pattern such as ``"transaction.*"``. ``match`` (JSON object or null) narrows the filter by the event's
+    data, e.g. ``{"amount": {">=": "1000"}}`` (see :mod:`demobank.events.targets`).
+    ``airflow_dag`` targets start a DAG run per event (config: ``dag_id``; see
+    :mod:`demobank.events.airflow_dag`).
     """
 
     __tablename__ = "event_targets"
@@ -270,6 +274,7 @@ class EventTarget(Base):
     description: Mapped[str | None] = mapped_column(String(500))
     config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     event_types: Mapped[list[str]] = mapped_column(JSON, default=lambda: ["*"])
+    match: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(

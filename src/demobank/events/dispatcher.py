@@ -32,16 +32,11 @@ from typing import Any, Protocol
 from sqlalchemy import Engine, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent
+from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent, TargetKind
 from demobank.events.eventbridge import Delivered, Failed, PublishResult
+from demobank.events.targets import settings_of
 
 log = logging.getLogger(__name__)
-
-DEFAULT_BUS_NAME = "demobank-events"
-"""The bus of an EventBridge target whose config names none."""
-
-DEFAULT_AWS_CONN_ID = "aws_default"
-"""The AWS connection of an EventBridge target whose config names none."""
 
 DEFAULT_LIMIT = 500
 DEFAULT_LEASE_SECONDS = 120
@@ -109,19 +104,37 @@ PublisherFactory = Callable[[Target], Publisher]
 
 
 def eventbridge_publisher(target: Target) -> Publisher:
-    """The default factory: an ``EventBridgePublisher`` over the amazon provider's ``EventBridgeHook``.
-
-    Config: ``aws_conn_id`` (default ``aws_default``), ``region_name`` (or ``region``; default: the connection's),
-    ``bus_name`` (default ``demobank-events``).
-    """
+    """An ``EventBridgePublisher`` over the amazon provider's ``EventBridgeHook``, configured by the target
+    (:class:`demobank.events.targets.EventBridgeSettings`: ``aws_conn_id``, ``bus_name``, ``region_name``)."""
     from airflow.providers.amazon.aws.hooks.eventbridge import EventBridgeHook
 
     from demobank.events.eventbridge import EventBridgePublisher
 
-    config = target.config or {}
-    hook = EventBridgeHook(aws_conn_id=config.get("aws_conn_id", DEFAULT_AWS_CONN_ID),
-                           region_name=config.get("region_name") or config.get("region"))
-    return EventBridgePublisher(hook, config.get("bus_name") or DEFAULT_BUS_NAME)
+    settings = settings_of(target.kind, target.config)
+    hook = EventBridgeHook(aws_conn_id=settings.aws_conn_id, region_name=settings.region_name)
+    return EventBridgePublisher(hook, settings.bus_name)
+
+
+def airflow_dag_publisher(target: Target) -> Publisher:
+    """An :class:`~demobank.events.airflow_dag.AirflowDagPublisher` for the target's ``dag_id``."""
+    from demobank.events.airflow_dag import AirflowDagPublisher
+
+    return AirflowDagPublisher(settings_of(target.kind, target.config).dag_id)
+
+
+PUBLISHERS: dict[str, PublisherFactory] = {
+    TargetKind.EVENTBRIDGE.value: eventbridge_publisher,
+    TargetKind.AIRFLOW_DAG.value: airflow_dag_publisher,
+}
+
+
+def default_publisher(target: Target) -> Publisher:
+    """The default factory: the publisher of the target's kind."""
+    factory = PUBLISHERS.get(target.kind)
+    if factory is None:
+        raise ValueError(f"target {target.name!r} has kind {target.kind!r}, which has no publisher: use one of "
+                         f"{', '.join(PUBLISHERS)}")
+    return factory(target)
 
 
 @dataclass
@@ -301,13 +314,13 @@ def dispatch_once(engine: Engine, worker_id: str, publisher_factory: PublisherFa
                   backoff: Callable[[int], timedelta] = DEFAULT_BACKOFF, now: datetime | None = None) -> DispatchReport:
     """Claim one batch, publish it target by target, record every outcome; see the module docstring.
 
-    :param publisher_factory: builds a target's publisher; :func:`eventbridge_publisher` by default.
+    :param publisher_factory: builds a target's publisher; :func:`default_publisher` (by kind) by default.
     :param max_attempts: a delivery that failed transiently this many times is dead-lettered.
     :param backoff: attempt number → wait before the next attempt.
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    factory = publisher_factory or eventbridge_publisher
+    factory = publisher_factory or default_publisher
     current = _now(now)
     claimed = claim_batch(engine, worker_id, target_id=target_id, limit=limit, lease_seconds=lease_seconds,
                           now=current)
@@ -389,6 +402,7 @@ def replay(engine: Engine, target_id: int, event_type: str, start: datetime, end
 
 __all__ = [
     "DEFAULT_BACKOFF", "Claimed", "DispatchReport", "Publisher", "PublisherFactory", "Target",
-    "claim_batch", "delivery_counts", "dispatch_once", "dispatch_until_empty", "eventbridge_publisher",
+    "claim_batch", "default_publisher", "delivery_counts", "dispatch_once", "dispatch_until_empty",
+    "eventbridge_publisher",
     "exponential_backoff", "replay",
 ]

@@ -52,6 +52,7 @@ from demobank.events.envelope import (
     json_safe,
     new_event_id,
 )
+from demobank.events.targets import data_matches
 from demobank.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,11 @@ class _Target:
     kind: str
     patterns: tuple[str, ...]
     max_bytes: int | None
+    match: Mapping[str, Any] | None = None
+
+    def wants(self, envelope: CloudEvent) -> bool:
+        """Whether this target's filter (event types, then data conditions) selects the event."""
+        return filter_matches(self.patterns, envelope.type) and data_matches(self.match, envelope.data)
 
     def size_of(self, envelope: CloudEvent, envelope_bytes: int) -> int:
         """The event's size as this target counts it against :attr:`max_bytes`."""
@@ -181,14 +187,23 @@ class _Target:
         return envelope_bytes
 
 
-def _enabled_targets(session: Session) -> list[_Target]:
-    rows = session.execute(
-        select(EventTarget.id, EventTarget.name, EventTarget.kind, EventTarget.event_types, EventTarget.config)
+def _enabled_targets(session: Session, only_target_id: int | None = None) -> list[_Target]:
+    """The enabled targets, or only the one given (its filter then selects every event: an explicit send)."""
+    query = (
+        select(EventTarget.id, EventTarget.name, EventTarget.kind, EventTarget.event_types, EventTarget.config,
+               EventTarget.match)
         .where(EventTarget.enabled.is_(True))
         .order_by(EventTarget.id)
-    ).all()
+    )
+    if only_target_id is not None:
+        query = query.where(EventTarget.id == only_target_id)
+    rows = session.execute(query).all()
+    if only_target_id is not None and not rows:
+        raise ConfigurationError(f"event target {only_target_id} does not exist or is disabled: nothing was written")
     targets = []
-    for target_id, name, kind, patterns, config in rows:
+    for target_id, name, kind, patterns, config, match in rows:
+        if only_target_id is not None:
+            patterns, match = ["*"], None
         if not isinstance(patterns, list) or not all(isinstance(pattern, str) for pattern in patterns):
             raise ConfigurationError(
                 f"event target {name!r} (id {target_id}) has a malformed event_types filter {patterns!r}: set it "
@@ -200,7 +215,7 @@ def _enabled_targets(session: Session) -> list[_Target]:
                 f"event target {name!r} (id {target_id}) has {TARGET_MAX_BYTES_KEY}={limit!r} in its config: set "
                 "a positive number of bytes or remove it"
             )
-        targets.append(_Target(target_id, name, kind, tuple(patterns), limit))
+        targets.append(_Target(target_id, name, kind, tuple(patterns), limit, match or None))
     return targets
 
 
@@ -337,7 +352,7 @@ def _refusal(what: str, problems: Sequence[Problem]) -> EventValidationError:
 def _target_size_problems(prepared: _Prepared, targets: Sequence[_Target], prefix: str) -> list[Problem]:
     problems = []
     for target in targets:
-        if target.max_bytes is None or not filter_matches(target.patterns, prepared.envelope.type):
+        if target.max_bytes is None or not target.wants(prepared.envelope):
             continue
         size = target.size_of(prepared.envelope, prepared.size_bytes)
         if size > target.max_bytes:
@@ -465,7 +480,7 @@ def _write(session: Session, items: list[tuple[str, _Prepared]], targets: Sequen
         }
         for event_id, prepared in new.items()
         for target in targets
-        if filter_matches(target.patterns, prepared.envelope.type)
+        if target.wants(prepared.envelope)
     ]
     if deliveries:
         session.execute(insert(EventDelivery), deliveries)
@@ -489,6 +504,7 @@ def publish(
     time: datetime | None = None,
     idempotency_key: str | None = None,
     catalog: Catalog | None = None,
+    only_target_id: int | None = None,
 ) -> str:
     """Publish one event in the caller's transaction (no commit: the caller's transaction decides).
 
@@ -501,6 +517,7 @@ def publish(
     :param time: when the occurrence happened (aware datetime); now by default.
     :param idempotency_key: makes the event id deterministic: publishing the same event again is a no-op.
     :param catalog: the catalog to use (tests); the process-wide one by default.
+    :param only_target_id: deliver to this (enabled) target only, whatever its filter (test events).
     :return: the event id.
     :raises EventValidationError: (a :class:`ValueError`) unknown type or version, invalid data, event too large;
         nothing was written.
@@ -520,7 +537,7 @@ def publish(
     )
     if prepared is None:
         raise _refusal(f"event {_short(type)}", problems)
-    targets = _enabled_targets(session)
+    targets = _enabled_targets(session, only_target_id)
     problems = _target_size_problems(prepared, targets, "")
     if problems:
         raise EventValidationError.from_problems(f"event {type}", problems)

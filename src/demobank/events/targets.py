@@ -1,0 +1,474 @@
+"""Event targets: what they are (validated specs), where they come from, and how they are managed.
+
+A target is a destination plus a filter. The filter is ``event_types`` (``"*"``, exact types, ``"transaction.*"``)
+and, optionally, ``match``: conditions on the event's data, all of which must hold, in the spirit of EventBridge's
+content filtering::
+
+    {"amount": {">=": "1000"}}              numeric comparison (decimal strings or numbers; >, >=, <, <=, =, !=)
+    {"currency": ["EUR", "USD"]}            one of these values
+    {"direction": "debit"}                  equal to this value
+    {"merchant.country": "DE"}              a dotted path into nested objects
+
+A condition on a field the event does not have does not hold. Kinds:
+
+* ``eventbridge``: an AWS EventBridge bus (``aws_conn_id``, ``bus_name``, ``region_name``, ``max_event_bytes``).
+* ``airflow_dag``: starts a DAG run per event (``dag_id``): how a large ``transaction.created`` starts
+  ``connect_transaction_alert`` (see :mod:`demobank.events.airflow_dag`).
+
+Targets are managed through the plugin's Targets tab and ``/demobank/api/v1/targets`` (both call the functions
+here), and seeded from the ``demobank.event_targets`` list of ``airflow_settings.yaml``
+(``python -m demobank.events.targets import airflow_settings.yaml``; an upsert by name).
+
+A disabled target receives no deliveries for events published while it is disabled (replay them after enabling it);
+deliveries queued before it was disabled wait until it is enabled again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
+from demobank.exceptions import DemoBankError
+
+DEFAULT_BUS_NAME = "demobank-events"
+"""The bus of an EventBridge target whose config names none."""
+
+DEFAULT_AWS_CONN_ID = "aws_default"
+"""The AWS connection of an EventBridge target whose config names none."""
+
+EVENTBRIDGE_MAX_ENTRY_BYTES = 256 * 1024
+"""EventBridge's limit for one entry (and one PutEvents request)."""
+
+PING_EVENT_TYPE = "demobank.ping"
+
+_COMPARISONS = (">", ">=", "<", "<=", "=", "!=")
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$"
+_FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class TargetError(DemoBankError):
+    """A target operation was refused; the message says why and what to do."""
+
+
+class TargetNotFoundError(TargetError, LookupError):
+    """No target has this id or name."""
+
+
+class TargetConflictError(TargetError):
+    """The operation conflicts with the target's state or another target (e.g. a name already in use)."""
+
+
+# -- kinds' settings ---------------------------------------------------------------------------------------------
+
+
+class EventBridgeSettings(BaseModel):
+    """``config`` of an ``eventbridge`` target."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aws_conn_id: Annotated[str, Field(min_length=1, max_length=250)] = DEFAULT_AWS_CONN_ID
+    bus_name: Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[/.\-_A-Za-z0-9]+$")] = DEFAULT_BUS_NAME
+    region_name: Annotated[str | None, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d+$")] = None
+    max_event_bytes: Annotated[int | None, Field(gt=0, le=EVENTBRIDGE_MAX_ENTRY_BYTES)] = None
+
+
+class AirflowDagSettings(BaseModel):
+    """``config`` of an ``airflow_dag`` target: the DAG each event starts a run of."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dag_id: Annotated[str, Field(min_length=1, max_length=250, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+SETTINGS_BY_KIND: dict[str, type[BaseModel]] = {
+    TargetKind.EVENTBRIDGE.value: EventBridgeSettings,
+    TargetKind.AIRFLOW_DAG.value: AirflowDagSettings,
+}
+
+
+def settings_of(kind: str, config: Mapping[str, Any] | None) -> BaseModel:
+    """A target's config, validated and with defaults filled in, as its kind's settings model."""
+    model = SETTINGS_BY_KIND.get(kind)
+    if model is None:
+        raise TargetError(f"unknown target kind {kind!r}: use one of {', '.join(SETTINGS_BY_KIND)}")
+    return model.model_validate(dict(config or {}))
+
+
+# -- data filter (match) -----------------------------------------------------------------------------------------
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def validate_match(match: Any) -> dict[str, Any] | None:
+    """Check a ``match`` filter; return it (``None`` or ``{}`` mean no condition).
+
+    :raises ValueError: naming every bad condition and the form it should take.
+    """
+    if match is None or match == {}:
+        return None
+    if not isinstance(match, Mapping):
+        raise ValueError(f'match must be an object of field conditions, e.g. {{"amount": {{">=": "1000"}}}}, '
+                         f"got {type(match).__name__}")
+    errors = []
+    for field, condition in match.items():
+        where = f"match[{field!r}]"
+        if not isinstance(field, str) or not _FIELD_PATTERN.match(field):
+            errors.append(f"{where}: a field is a name or a dotted path such as 'amount' or 'merchant.country'")
+        elif isinstance(condition, Mapping):
+            if not condition:
+                errors.append(f"{where}: an empty comparison; give one such as {{'>=': '1000'}}")
+            for operator, operand in condition.items():
+                if operator not in _COMPARISONS:
+                    errors.append(f"{where}: unknown comparison {operator!r}; use one of {', '.join(_COMPARISONS)}")
+                elif _decimal(operand) is None:
+                    errors.append(f"{where}[{operator!r}]: {operand!r} is not a number (e.g. 1000 or \"1000.00\")")
+        elif isinstance(condition, list):
+            if not condition or not all(isinstance(item, str | int | float | bool) for item in condition):
+                errors.append(f"{where}: a list of values must be non-empty and hold only strings, numbers, booleans")
+        elif not isinstance(condition, str | int | float | bool):
+            errors.append(f"{where}: {condition!r} is not a value, a list of values or a comparison object")
+    if errors:
+        raise ValueError("invalid match filter: " + "; ".join(errors))
+    return dict(match)
+
+
+_MISSING = object()
+
+
+def _lookup(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(data, Mapping) or part not in data:
+            return _MISSING
+        data = data[part]
+    return data
+
+
+def _compare(operator: str, left: Decimal, right: Decimal) -> bool:
+    return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right, "=": left == right,
+            "!=": left != right}[operator]
+
+
+def data_matches(match: Mapping[str, Any] | None, data: Any) -> bool:
+    """Whether an event's data meets every condition of a (validated) ``match`` filter."""
+    if not match:
+        return True
+    for field, condition in match.items():
+        value = _lookup(data, field)
+        if value is _MISSING:
+            return False
+        if isinstance(condition, Mapping):
+            number = _decimal(value)
+            if number is None or not all(_compare(op, number, _decimal(operand))  # type: ignore[arg-type]
+                                         for op, operand in condition.items()):
+                return False
+        elif isinstance(condition, list):
+            if value not in condition:
+                return False
+        elif value != condition:
+            return False
+    return True
+
+
+# -- specs -------------------------------------------------------------------------------------------------------
+
+
+class TargetSpec(BaseModel):
+    """A target as users write it (API body, Targets tab form, ``airflow_settings.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, Field(pattern=_NAME_PATTERN, description="Unique; letters, digits, space, _ . -")]
+    kind: Literal["eventbridge", "airflow_dag"] = "eventbridge"
+    description: Annotated[str | None, Field(max_length=500)] = None
+    event_types: list[str] = Field(default_factory=lambda: ["*"])
+    match: dict[str, Any] | None = None
+    enabled: bool = True
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_types(cls, patterns: list[str]) -> list[str]:
+        from demobank.events.catalog import event_types
+        from demobank.events.outbox import validate_type_filter
+
+        return validate_type_filter(patterns, event_types())
+
+    @field_validator("match")
+    @classmethod
+    def _valid_match(cls, match: dict[str, Any] | None) -> dict[str, Any] | None:
+        return validate_match(match)
+
+    @model_validator(mode="after")
+    def _valid_config(self) -> TargetSpec:
+        # Stored as given plus defaults, so that what the tab shows is what the dispatcher uses.
+        self.config = settings_of(self.kind, self.config).model_dump(exclude_none=True)
+        return self
+
+
+class TargetView(BaseModel):
+    """A target as the API and the tab show it, with its deliveries per status and its latest error."""
+
+    id: int
+    name: str
+    kind: str
+    description: str | None
+    event_types: list[str]
+    match: dict[str, Any] | None
+    enabled: bool
+    config: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    deliveries: dict[str, int]
+    last_error: str | None = None
+
+
+def describe_validation_error(error: ValidationError, what: str = "target") -> str:
+    """One sentence per problem of a pydantic error: ``config.bus_name: String should match …``."""
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item["loc"]) or what
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{location}: {message}")
+    return f"invalid {what}: " + "; ".join(problems)
+
+
+# -- storage -----------------------------------------------------------------------------------------------------
+
+
+def _counts(session: Session, target_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    counts = {target_id: dict.fromkeys((status.value for status in EventDeliveryStatus), 0)
+              for target_id in target_ids}
+    if not target_ids:
+        return counts
+    for target_id, status, count in session.execute(
+            select(EventDelivery.target_id, EventDelivery.status, func.count())
+            .where(EventDelivery.target_id.in_(target_ids))
+            .group_by(EventDelivery.target_id, EventDelivery.status)):
+        counts[target_id][status] = count
+    return counts
+
+
+def _last_errors(session: Session, target_ids: Sequence[int]) -> dict[int, str]:
+    """The most recent error of each target's deliveries that are not delivered (pending or dead)."""
+    errors: dict[int, str] = {}
+    if not target_ids:
+        return errors
+    rows = session.execute(
+        select(EventDelivery.target_id, EventDelivery.last_error)
+        .where(EventDelivery.target_id.in_(target_ids), EventDelivery.last_error.is_not(None),
+               EventDelivery.status != EventDeliveryStatus.DELIVERED.value)
+        .order_by(EventDelivery.target_id, EventDelivery.updated_at.desc())
+    )
+    for target_id, message in rows:
+        errors.setdefault(target_id, message)
+    return errors
+
+
+def _view(row: EventTarget, counts: dict[str, int], last_error: str | None) -> TargetView:
+    return TargetView(id=row.id, name=row.name, kind=row.kind, description=row.description,
+                      event_types=list(row.event_types or []), match=row.match, enabled=row.enabled,
+                      config=dict(row.config or {}), created_at=row.created_at, updated_at=row.updated_at,
+                      deliveries=counts, last_error=last_error)
+
+
+def list_targets(engine: Engine) -> list[TargetView]:
+    """Every target, by id, with its delivery counts and latest error."""
+    with Session(engine) as session:
+        rows = list(session.scalars(select(EventTarget).order_by(EventTarget.id)))
+        ids = [row.id for row in rows]
+        counts, errors = _counts(session, ids), _last_errors(session, ids)
+        return [_view(row, counts[row.id], errors.get(row.id)) for row in rows]
+
+
+def _get(session: Session, target_id: int) -> EventTarget:
+    row = session.get(EventTarget, target_id)
+    if row is None:
+        raise TargetNotFoundError(f"event target {target_id} does not exist: list the targets to find its id")
+    return row
+
+
+def get_target(engine: Engine, target_id: int) -> TargetView:
+    """One target with its delivery counts and latest error."""
+    with Session(engine) as session:
+        row = _get(session, target_id)
+        return _view(row, _counts(session, [row.id])[row.id], _last_errors(session, [row.id]).get(row.id))
+
+
+def _name_taken(name: str) -> TargetConflictError:
+    return TargetConflictError(f"an event target named {name!r} already exists: choose another name or edit that one")
+
+
+def create_target(engine: Engine, spec: TargetSpec) -> TargetView:
+    """Add a target; it receives the events published from now on (replay for earlier ones)."""
+    with Session(engine) as session:
+        if session.scalar(select(EventTarget.id).where(EventTarget.name == spec.name)) is not None:
+            raise _name_taken(spec.name)
+        row = EventTarget(**spec.model_dump())
+        session.add(row)
+        try:
+            session.commit()
+        except IntegrityError as error:
+            raise _name_taken(spec.name) from error
+        return get_target(engine, row.id)
+
+
+def update_target(engine: Engine, target_id: int, spec: TargetSpec) -> TargetView:
+    """Replace a target's definition (its deliveries stay; pending ones go to the new destination)."""
+    with Session(engine) as session:
+        row = _get(session, target_id)
+        other = session.scalar(select(EventTarget.id).where(EventTarget.name == spec.name, EventTarget.id != target_id))
+        if other is not None:
+            raise _name_taken(spec.name)
+        for key, value in spec.model_dump().items():
+            setattr(row, key, value)
+        session.commit()
+    return get_target(engine, target_id)
+
+
+def set_enabled(engine: Engine, target_id: int, enabled: bool) -> TargetView:
+    """Enable or disable a target (a disabled one gets no new deliveries; queued ones wait)."""
+    with Session(engine) as session:
+        row = _get(session, target_id)
+        row.enabled = enabled
+        session.commit()
+    return get_target(engine, target_id)
+
+
+def import_targets(engine: Engine, specs: Sequence[TargetSpec]) -> dict[str, str]:
+    """Create or update targets by name (seeding); return ``{name: "created" | "updated" | "unchanged"}``."""
+    outcome: dict[str, str] = {}
+    with Session(engine) as session, session.begin():
+        for spec in specs:
+            values = spec.model_dump()
+            row = session.scalar(select(EventTarget).where(EventTarget.name == spec.name))
+            if row is None:
+                session.add(EventTarget(**values))
+                outcome[spec.name] = "created"
+            elif any(getattr(row, key) != value for key, value in values.items()):
+                for key, value in values.items():
+                    setattr(row, key, value)
+                outcome[spec.name] = "updated"
+            else:
+                outcome[spec.name] = "unchanged"
+    return outcome
+
+
+def ping(engine: Engine, target_id: int, sent_by: str) -> str:
+    """Queue a ``demobank.ping`` test event for this one target; return its event id.
+
+    :raises TargetConflictError: the target is disabled (enable it first: a disabled target is not dispatched).
+    """
+    from demobank.events.outbox import publish
+
+    with Session(engine) as session, session.begin():
+        row = _get(session, target_id)
+        if not row.enabled:
+            raise TargetConflictError(f"event target {row.name!r} is disabled: enable it, then send the test event")
+        return publish(session, PING_EVENT_TYPE, {"message": f"ping to target {row.name}", "sent_by": sent_by[:100]},
+                       only_target_id=target_id)
+
+
+def deliveries_of(engine: Engine, target_id: int, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest deliveries of a target (newest event first), for the tab and the API."""
+    from demobank.db.models import OutboxEvent
+
+    with Session(engine) as session:
+        _get(session, target_id)
+        query = (select(EventDelivery, OutboxEvent.type, OutboxEvent.subject, OutboxEvent.time)
+                 .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
+                 .where(EventDelivery.target_id == target_id)
+                 .order_by(OutboxEvent.sequence.desc()).limit(limit))
+        if status is not None:
+            query = query.where(EventDelivery.status == status)
+        return [{"event_id": delivery.event_id, "type": event_type, "subject": subject, "time": time,
+                 "status": delivery.status, "attempts": delivery.attempts, "last_error": delivery.last_error,
+                 "next_attempt_at": delivery.next_attempt_at, "delivered_at": delivery.delivered_at,
+                 "external_id": delivery.external_id}
+                for delivery, event_type, subject, time in session.execute(query)]
+
+
+# -- seeding from airflow_settings.yaml --------------------------------------------------------------------------
+
+
+def specs_from_settings(path: Path | str) -> list[TargetSpec]:
+    """The ``demobank.event_targets`` list of a settings file (``${NAME:-default}`` expanded), validated."""
+    import yaml
+
+    from demobank.settings_import import SettingsFileError, expand_env
+
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    try:
+        entries = expand_env(((document.get("demobank") or {}).get("event_targets")) or [],
+                             where=f"{path}: demobank.event_targets")
+    except SettingsFileError as error:
+        raise TargetError(str(error)) from error
+    if not isinstance(entries, list):
+        raise TargetError(f"{path}: demobank.event_targets must be a list of targets")
+    specs, problems = [], []
+    for index, entry in enumerate(entries):
+        try:
+            specs.append(TargetSpec.model_validate(entry))
+        except ValidationError as error:
+            problems.append(describe_validation_error(error, f"demobank.event_targets[{index}]"))
+    if problems:
+        raise TargetError(f"{path}: " + " | ".join(problems))
+    names = [spec.name for spec in specs]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise TargetError(f"{path}: demobank.event_targets names {', '.join(duplicates)} more than once")
+    return specs
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m demobank.events.targets import airflow_settings.yaml`` | ``list``."""
+    from demobank.db.engine import get_engine
+
+    parser = argparse.ArgumentParser(prog="python -m demobank.events.targets", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("import", help="upsert the targets of a settings file").add_argument("settings_file")
+    commands.add_parser("list", help="print every target")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "import":
+            for name, what in import_targets(get_engine(), specs_from_settings(args.settings_file)).items():
+                print(f"event target {name!r}: {what}")
+        else:
+            for view in list_targets(get_engine()):
+                state = "enabled" if view.enabled else "disabled"
+                print(f"{view.id}\t{view.name}\t{view.kind}\t{state}\t{','.join(view.event_types)}\t{view.deliveries}")
+    except (TargetError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = [
+    "DEFAULT_AWS_CONN_ID", "DEFAULT_BUS_NAME", "AirflowDagSettings", "EventBridgeSettings", "TargetConflictError",
+    "TargetError", "TargetNotFoundError", "TargetSpec", "TargetView", "create_target", "data_matches",
+    "deliveries_of", "get_target", "import_targets", "list_targets", "ping", "set_enabled", "settings_of",
+    "specs_from_settings", "update_target", "validate_match",
+]
