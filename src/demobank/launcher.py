@@ -232,6 +232,8 @@ class Launcher:
         db_env = {**env, "DEMOBANK_DB_URL": f"sqlite:///{config.suite_db_path}"}
         self.run_step("suite-db-upgrade", [python, "-m", "demobank.db", "upgrade"], db_env)
         self.run_step("suite-db-seed", [python, "-m", "demobank.db", "seed"], db_env)
+        self.run_step("seed-event-targets", [python, "-m", "demobank.events.targets", "import",
+                                             str(config.project_dir / "airflow_settings.yaml")], db_env)
         wait_for_port(config.moto_port, 60, moto)
         self.run_step("provision-stand-ins", [python, "-m", "demobank.standins"], env)
 

@@ -17,7 +17,8 @@ A condition on a field the event does not have does not hold. Kinds:
 
 Targets are managed through the plugin's Targets tab and ``/demobank/api/v1/targets`` (both call the functions
 here), and seeded from the ``demobank.event_targets`` list of ``airflow_settings.yaml``
-(``python -m demobank.events.targets import airflow_settings.yaml``; an upsert by name).
+(``python -m demobank.events.targets import airflow_settings.yaml``: creates the targets missing by name and keeps
+existing ones as edited; ``--overwrite`` resets them to the file).
 
 A disabled target receives no deliveries for events published while it is disabled (replay them after enabling it);
 deliveries queued before it was disabled wait until it is enabled again.
@@ -354,8 +355,12 @@ def set_enabled(engine: Engine, target_id: int, enabled: bool) -> TargetView:
     return get_target(engine, target_id)
 
 
-def import_targets(engine: Engine, specs: Sequence[TargetSpec]) -> dict[str, str]:
-    """Create or update targets by name (seeding); return ``{name: "created" | "updated" | "unchanged"}``."""
+def import_targets(engine: Engine, specs: Sequence[TargetSpec], *, overwrite: bool = False) -> dict[str, str]:
+    """Seed targets by name: create the missing ones; existing ones are kept as they are (edits made in the Targets
+    page survive a restart) unless ``overwrite``.
+
+    :return: ``{name: "created" | "updated" | "unchanged" | "kept"}``.
+    """
     outcome: dict[str, str] = {}
     with Session(engine) as session, session.begin():
         for spec in specs:
@@ -364,6 +369,8 @@ def import_targets(engine: Engine, specs: Sequence[TargetSpec]) -> dict[str, str
             if row is None:
                 session.add(EventTarget(**values))
                 outcome[spec.name] = "created"
+            elif not overwrite:
+                outcome[spec.name] = "kept"
             elif any(getattr(row, key) != value for key, value in values.items()):
                 for key, value in values.items():
                     setattr(row, key, value)
@@ -445,12 +452,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m demobank.events.targets", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("import", help="upsert the targets of a settings file").add_argument("settings_file")
+    importing = commands.add_parser("import", help="create the targets of a settings file that do not exist yet")
+    importing.add_argument("settings_file")
+    importing.add_argument("--overwrite", action="store_true", help="also reset existing targets to the file's")
     commands.add_parser("list", help="print every target")
     args = parser.parse_args(argv)
     try:
         if args.command == "import":
-            for name, what in import_targets(get_engine(), specs_from_settings(args.settings_file)).items():
+            specs = specs_from_settings(args.settings_file)
+            for name, what in import_targets(get_engine(), specs, overwrite=args.overwrite).items():
                 print(f"event target {name!r}: {what}")
         else:
             for view in list_targets(get_engine()):

@@ -18,12 +18,16 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
+from demobank.ui.events_api import create_router as create_events_router
+
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 Channel = Literal["sms", "email", "montecarlo"]
 
 #: Pages the plugin adds to Airflow's UI (``external_views``), each served by this app.
 PAGES: list[dict[str, str]] = [
+    {"name": "Event targets", "path": "targets",
+     "about": "Where the bank's events go: EventBridge buses and DAGs; add, edit, disable, test, replay."},
     {"name": "Sandbox outbox", "path": "sandbox-outbox",
      "about": "What the local vendor sandbox received: SMS (Twilio), e-mail (SendGrid), Monte Carlo reports."},
 ]
@@ -106,6 +110,11 @@ def create_app() -> FastAPI:
     def whoami(user: GetUserDep) -> dict[str, str]:
         return {"user": user.get_name()}
 
+    @pages.get("/targets", response_class=HTMLResponse)
+    def targets_page(request: Request) -> HTMLResponse:
+        return TEMPLATES.TemplateResponse(request, "targets.html", {})
+
+    api.include_router(create_events_router())
     app.include_router(pages)
     app.include_router(api)
 
