@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent, TargetKind
 from demobank.events.eventbridge import Delivered, Failed, PublishResult
-from demobank.events.targets import settings_of
+from demobank.events.targets import data_matches, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -365,10 +365,11 @@ def delivery_counts(engine: Engine) -> dict[str, int]:
 
 
 def replay(engine: Engine, target_id: int, event_type: str, start: datetime, end: datetime) -> int:
-    """Queue again, for one target, every event of ``event_type`` whose ``time`` is in ``[start, end)``.
+    """Queue again, for one target, every event of ``event_type`` whose ``time`` is in ``[start, end)`` and that the
+    target's ``match`` filter selects (its ``event_types`` are not consulted: the type is chosen explicitly).
 
     Existing deliveries are reset to ``pending`` (attempts 0, error, claim and delivery cleared); missing ones are
-    inserted. The target's filter is not consulted: a replay is explicit.
+    inserted.
 
     :return: the number of deliveries queued.
     :raises LookupError: the target does not exist.
@@ -377,18 +378,25 @@ def replay(engine: Engine, target_id: int, event_type: str, start: datetime, end
     if end <= start:
         raise ValueError(f"replay window is empty: start {start.isoformat()} is not before end {end.isoformat()}")
     with Session(engine) as session, session.begin():
-        if session.get(EventTarget, target_id) is None:
+        target = session.get(EventTarget, target_id)
+        if target is None:
             raise LookupError(f"event target {target_id} does not exist: list targets in event_targets")
-        event_ids = list(session.scalars(
-            select(OutboxEvent.id).where(OutboxEvent.type == event_type, OutboxEvent.time >= start,
-                                         OutboxEvent.time < end).order_by(OutboxEvent.sequence)))
-        existing = set(session.scalars(
-            select(EventDelivery.event_id).where(EventDelivery.target_id == target_id,
-                                                 EventDelivery.event_id.in_(event_ids)))) if event_ids else set()
-        if existing:
+        rows = session.execute(
+            select(OutboxEvent.id, OutboxEvent.envelope).where(OutboxEvent.type == event_type,
+                                                               OutboxEvent.time >= start, OutboxEvent.time < end)
+            .order_by(OutboxEvent.sequence)).all()
+        event_ids = [event_id for event_id, envelope in rows
+                     if not target.match or data_matches(target.match, json.loads(envelope).get("data"))]
+        existing: set[str] = set()
+        for chunk in range(0, len(event_ids), 500):
+            existing.update(session.scalars(
+                select(EventDelivery.event_id).where(EventDelivery.target_id == target_id,
+                                                     EventDelivery.event_id.in_(event_ids[chunk:chunk + 500]))))
+        reset = sorted(existing)
+        for chunk in range(0, len(reset), 500):
             session.execute(
                 update(EventDelivery)
-                .where(EventDelivery.target_id == target_id, EventDelivery.event_id.in_(existing))
+                .where(EventDelivery.target_id == target_id, EventDelivery.event_id.in_(reset[chunk:chunk + 500]))
                 .values(status=_PENDING, attempts=0, last_error=None, next_attempt_at=None, claimed_by=None,
                         claimed_until=None, delivered_at=None, external_id=None)
                 .execution_options(synchronize_session=False)

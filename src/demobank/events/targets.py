@@ -35,7 +35,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -204,7 +204,7 @@ class TargetSpec(BaseModel):
     event_types: list[str] = Field(default_factory=lambda: ["*"])
     match: dict[str, Any] | None = None
     enabled: bool = True
-    config: dict[str, Any] = Field(default_factory=dict)
+    config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
 
     @field_validator("event_types")
     @classmethod
@@ -219,11 +219,18 @@ class TargetSpec(BaseModel):
     def _valid_match(cls, match: dict[str, Any] | None) -> dict[str, Any] | None:
         return validate_match(match)
 
-    @model_validator(mode="after")
-    def _valid_config(self) -> TargetSpec:
-        # Stored as given plus defaults, so that what the tab shows is what the dispatcher uses.
-        self.config = settings_of(self.kind, self.config).model_dump(exclude_none=True)
-        return self
+    @field_validator("config")
+    @classmethod
+    def _valid_config(cls, config: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        kind = info.data.get("kind")
+        if kind is None:  # the kind itself is invalid: reported on its own
+            return config
+        try:
+            # Stored as given plus defaults, so that what the page shows is what the dispatcher uses.
+            return settings_of(kind, config).model_dump(exclude_none=True)
+        except ValidationError as error:
+            raise ValueError("; ".join(f"config.{'.'.join(map(str, item['loc']))}: {item['msg']}"
+                                       for item in error.errors())) from None
 
 
 class TargetView(BaseModel):
@@ -249,7 +256,9 @@ def describe_validation_error(error: ValidationError, what: str = "target") -> s
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or what
         message = item["msg"].removeprefix("Value error, ")
-        problems.append(f"{location}: {message}")
+        # The config's own problems carry their full paths already (config.bus_name: ...).
+        problems.append(message if location == "config" and message.startswith("config.") else
+                        f"{location}: {message}")
     return f"invalid {what}: " + "; ".join(problems)
 
 
@@ -327,10 +336,12 @@ def create_target(engine: Engine, spec: TargetSpec) -> TargetView:
         row = EventTarget(**spec.model_dump())
         session.add(row)
         try:
+            session.flush()
+            target_id = row.id
             session.commit()
         except IntegrityError as error:
             raise _name_taken(spec.name) from error
-        return get_target(engine, row.id)
+    return get_target(engine, target_id)
 
 
 def update_target(engine: Engine, target_id: int, spec: TargetSpec) -> TargetView:
