@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from tests.conftest import PROJECT_DIR, free_port
+from tests.e2e.api import Api
 
 STARTUP_TIMEOUT = 420
 
@@ -116,3 +117,9 @@ def live_platform(tmp_path_factory) -> Iterator[LivePlatform]:
     finally:
         if platform.process.poll() is None:
             platform.interrupt()
+
+
+@pytest.fixture(scope="session")
+def api(live_platform: LivePlatform) -> Api:
+    """Airflow's REST API, the plugin's API and the sandbox of the live platform, signed in as admin."""
+    return Api(live_platform)

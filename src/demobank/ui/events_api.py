@@ -48,6 +48,16 @@ class ReplayRequest(BaseModel):
     end: datetime
 
 
+def _with_time(event: Any) -> Any:
+    """JSON has no datetimes: parse an ISO 8601 ``time``; anything else is left for publish_many to report."""
+    if isinstance(event, dict) and isinstance(event.get("time"), str):
+        try:
+            return {**event, "time": datetime.fromisoformat(event["time"])}
+        except ValueError:
+            pass
+    return event
+
+
 def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status)
 
@@ -99,7 +109,7 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
 
         try:
             with session_scope(engine()) as session:
-                ids = publish_many(session, request.events)
+                ids = publish_many(session, [_with_time(event) for event in request.events])
         except (EventValidationError, ConfigurationError) as error:
             return translate(error)
         dispatch = wake_dispatcher(len(ids), "api") if ids else "nothing to dispatch"

@@ -1,0 +1,396 @@
+"""The Events REST API (``demobank.ui.events_api``) over HTTP, on a migrated SQLite file: publishing, the catalog,
+targets (create, list, get, update, enable, disable), test events, replay and deliveries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from demobank.db.models import EventDelivery
+from demobank.events.catalog import event_types, examples
+from demobank.events.outbox import MAX_BATCH_SIZE
+from tests.ui.conftest import Announcer, delivery_count, outbox_count
+
+API = "/api/v1"
+
+
+def transaction(n: int = 0, **changes: Any) -> dict[str, Any]:
+    """A valid ``transaction.created`` event (one of the catalog's examples, by ``n``)."""
+    samples = examples("transaction.created")
+    data = {**samples[n % len(samples)], **changes}
+    return {"type": "transaction.created", "data": data, "subject": f"TXN-{n:06d}"}
+
+
+def target_body(name: str = "finance-bus", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "eventbridge", "event_types": ["transaction.*"],
+            "config": {"bus_name": "finance-events", "region_name": "eu-central-1"}, **fields}
+
+
+def create(client: TestClient, name: str = "finance-bus", **fields: Any) -> dict[str, Any]:
+    response = client.post(f"{API}/targets", json=target_body(name, **fields))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def publish(client: TestClient, events: list[dict[str, Any]]) -> list[str]:
+    response = client.post(f"{API}/events", json={"events": events})
+    assert response.status_code == 201, response.text
+    return response.json()["ids"]
+
+
+def utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- publishing ------------------------------------------------------------------------------------------------
+
+
+def test_publish_a_full_batch(client: TestClient, engine: Engine, announcer: Announcer) -> None:
+    target = create(client, event_types=["transaction.created"])
+    events = [transaction(n) for n in range(MAX_BATCH_SIZE)]
+
+    response = client.post(f"{API}/events", json={"events": events})
+
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["count"] == MAX_BATCH_SIZE == len(body["ids"]) == len(set(body["ids"]))
+    assert body["dispatch"] == "next sweep (within a minute)"
+    assert outbox_count(engine) == MAX_BATCH_SIZE
+    assert client.get(f"{API}/targets/{target['id']}").json()["deliveries"] == {
+        "pending": MAX_BATCH_SIZE, "delivered": 0, "dead": 0}
+    assert announcer.calls == [{"events": MAX_BATCH_SIZE, "source": "api"}]
+
+
+def test_publish_says_when_the_dispatcher_was_started(engine: Engine) -> None:
+    from tests.ui.conftest import events_app
+
+    with TestClient(events_app(engine, Announcer(started=True))) as client:
+        response = client.post(f"{API}/events", json={"events": [transaction()]})
+    assert response.status_code == 201
+    assert response.json()["dispatch"] == "started"
+
+
+def test_a_batch_over_the_limit_is_refused(client: TestClient, engine: Engine, announcer: Announcer) -> None:
+    response = client.post(f"{API}/events", json={"events": [transaction(n) for n in range(MAX_BATCH_SIZE + 1)]})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert f"{MAX_BATCH_SIZE + 1} events" in body["detail"]
+    assert f"at most {MAX_BATCH_SIZE} per batch" in body["detail"]
+    assert body["problems"][0]["path"] == "events"
+    assert outbox_count(engine) == 0
+    assert announcer.calls == []
+
+
+def test_an_unknown_type_is_refused_with_its_field(client: TestClient, engine: Engine) -> None:
+    response = client.post(f"{API}/events", json={"events": [{"type": "transaction.exploded", "data": {}}]})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert "events[0].type" in body["detail"]
+    assert "transaction.created" in body["detail"]  # names the known types
+    assert [problem["path"] for problem in body["problems"]] == ["events[0].type"]
+    assert outbox_count(engine) == 0
+
+
+def test_a_schema_violation_refuses_the_whole_batch(client: TestClient, engine: Engine,
+                                                    announcer: Announcer) -> None:
+    events = [transaction(0), transaction(1, amount=-42), transaction(2)]
+
+    response = client.post(f"{API}/events", json={"events": events})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert "events[1].data.amount" in body["detail"]
+    assert "nothing was published" in body["detail"]
+    assert [problem["path"] for problem in body["problems"]] == ["events[1].data.amount"]
+    assert outbox_count(engine) == 0
+    assert delivery_count(engine) == 0
+    assert announcer.calls == []
+
+
+def test_every_problem_of_every_event_is_reported(client: TestClient) -> None:
+    events = [transaction(0, currency="euro"), {"type": "transaction.created"}, transaction(2, extra_field=1)]
+
+    response = client.post(f"{API}/events", json={"events": events})
+
+    assert response.status_code == 422
+    paths = {problem["path"] for problem in response.json()["problems"]}
+    assert "events[0].data.currency" in paths
+    assert "events[1].data" in paths
+    assert any(path.startswith("events[2].data") for path in paths)
+
+
+def test_a_request_that_is_not_a_batch_is_refused(client: TestClient) -> None:
+    assert client.post(f"{API}/events", json=[transaction()]).status_code == 422
+    assert client.post(f"{API}/events", json={"events": [transaction()], "extra": 1}).status_code == 422
+    empty = client.post(f"{API}/events", json={"events": []})
+    assert empty.status_code == 201
+    assert empty.json() == {"ids": [], "count": 0, "dispatch": "nothing to dispatch"}
+
+
+def test_idempotency_keys(client: TestClient, engine: Engine) -> None:
+    event = {**transaction(0), "idempotency_key": "booking-42"}
+    [first] = publish(client, [event])
+    [again] = publish(client, [event])
+    assert again == first
+    assert outbox_count(engine) == 1
+
+    other = {**transaction(0, amount="99.00"), "idempotency_key": "booking-42"}
+    response = client.post(f"{API}/events", json={"events": [other]})
+
+    assert response.status_code == 409
+    body = response.json()
+    assert "events[0].idempotency_key" in body["detail"]
+    assert body["problems"][0]["path"] == "events[0].idempotency_key"
+    assert outbox_count(engine) == 1
+
+
+def test_an_event_time_can_be_given(client: TestClient) -> None:
+    response = client.post(f"{API}/events", json={"events": [{**transaction(), "time": "2026-11-26T09:00:00Z"}]})
+    assert response.status_code == 201, response.text
+
+
+def test_the_catalog(client: TestClient) -> None:
+    response = client.get(f"{API}/event-types")
+
+    assert response.status_code == 200
+    catalog = {item["type"]: item for item in response.json()}
+    assert sorted(catalog) == sorted(event_types())
+    assert catalog["transaction.created"]["example"] == examples("transaction.created")[0]
+    assert 1 in catalog["transaction.created"]["versions"]
+
+
+# -- targets -------------------------------------------------------------------------------------------------------
+
+
+def test_create_list_get_update_disable_enable(client: TestClient) -> None:
+    assert client.get(f"{API}/targets").json() == []
+
+    created = create(client, description="Finance's bus", match={"amount": {">=": "1000"}})
+    assert created["name"] == "finance-bus"
+    assert created["kind"] == "eventbridge"
+    assert created["enabled"] is True
+    assert created["event_types"] == ["transaction.*"]
+    assert created["match"] == {"amount": {">=": "1000"}}
+    # Defaults are filled in: what the page shows is what the dispatcher uses.
+    assert created["config"] == {"aws_conn_id": "aws_default", "bus_name": "finance-events",
+                                 "region_name": "eu-central-1"}
+    assert created["deliveries"] == {"pending": 0, "delivered": 0, "dead": 0}
+    assert created["last_error"] is None
+    assert {"id", "created_at", "updated_at"} <= set(created)
+
+    dag = create(client, "alerts", kind="airflow_dag", config={"dag_id": "connect_transaction_alert"})
+    listed = client.get(f"{API}/targets").json()
+    assert [item["name"] for item in listed] == ["finance-bus", "alerts"]
+    assert client.get(f"{API}/targets/{dag['id']}").json() == listed[1]
+
+    changed = client.put(f"{API}/targets/{created['id']}", json=target_body(
+        "finance-bus-eu", event_types=["transaction.created", "customer.*"], match=None,
+        config={"bus_name": "finance-events-2", "aws_conn_id": "aws_finance"}))
+    assert changed.status_code == 200, changed.text
+    updated = changed.json()
+    assert updated["id"] == created["id"]
+    assert updated["name"] == "finance-bus-eu"
+    assert updated["event_types"] == ["transaction.created", "customer.*"]
+    assert updated["match"] is None
+    assert updated["config"] == {"aws_conn_id": "aws_finance", "bus_name": "finance-events-2"}
+    assert client.get(f"{API}/targets/{created['id']}").json()["name"] == "finance-bus-eu"
+
+    disabled = client.post(f"{API}/targets/{created['id']}/disable")
+    assert disabled.status_code == 200
+    assert disabled.json()["enabled"] is False
+    assert client.get(f"{API}/targets/{created['id']}").json()["enabled"] is False
+    enabled = client.post(f"{API}/targets/{created['id']}/enable")
+    assert enabled.status_code == 200
+    assert enabled.json()["enabled"] is True
+
+
+@pytest.mark.parametrize(("changes", "names"), [
+    ({"config": {"bus_name": "finance events"}}, ["config.bus_name"]),
+    ({"config": {"region_name": "Frankfurt"}}, ["config.region_name"]),
+    ({"config": {"bus_name": "b", "queue_url": "x"}}, ["config.queue_url"]),
+    ({"config": {"max_event_bytes": 10**9}}, ["config.max_event_bytes"]),
+    ({"kind": "sqs"}, ["kind", "eventbridge", "airflow_dag"]),
+    ({"kind": "airflow_dag", "config": {}}, ["config.dag_id"]),
+    ({"match": {"amount": {"≥": "1000"}}}, ["match", "unknown comparison"]),
+    ({"match": {"amount": {">=": "lots"}}}, ["match", "is not a number"]),
+    ({"match": "amount > 1000"}, ["match"]),
+    ({"event_types": ["transaction.exploded"]}, ["event_types", "transaction.exploded", "not an event type"]),
+    ({"event_types": ["nothing.*"]}, ["event_types", "matches no event type"]),
+    ({"event_types": []}, ["event_types"]),
+    ({"name": "finance/bus"}, ["name"]),
+    ({"colour": "blue"}, ["colour"]),
+])
+def test_bad_target_specs_are_refused_with_the_field(client: TestClient, changes: dict[str, Any],
+                                                     names: list[str]) -> None:
+    response = client.post(f"{API}/targets", json={**target_body(), **changes})
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert isinstance(detail, str)
+    for name in names:
+        assert name in detail
+    assert client.get(f"{API}/targets").json() == []
+
+    existing = create(client, "existing")
+    update = client.put(f"{API}/targets/{existing['id']}", json={**target_body("existing"), **changes})
+    assert update.status_code == 422
+    assert update.json()["detail"] == detail.replace("finance-bus", "existing")
+    assert client.get(f"{API}/targets/{existing['id']}").json()["config"] == existing["config"]
+
+
+def test_a_body_that_is_not_an_object_is_refused(client: TestClient) -> None:
+    response = client.post(f"{API}/targets", json=["finance-bus"])
+    assert response.status_code == 422
+
+
+def test_names_are_unique(client: TestClient) -> None:
+    first = create(client, "first")
+    second = create(client, "second")
+
+    duplicate = client.post(f"{API}/targets", json=target_body("first"))
+    assert duplicate.status_code == 409
+    assert "'first' already exists" in duplicate.json()["detail"]
+
+    renamed = client.put(f"{API}/targets/{second['id']}", json=target_body("first"))
+    assert renamed.status_code == 409
+    assert client.get(f"{API}/targets/{second['id']}").json()["name"] == "second"
+
+    same = client.put(f"{API}/targets/{first['id']}", json=target_body("first", description="unchanged name"))
+    assert same.status_code == 200
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("GET", "/targets/999", None),
+    ("PUT", "/targets/999", target_body()),
+    ("POST", "/targets/999/enable", None),
+    ("POST", "/targets/999/disable", None),
+    ("POST", "/targets/999/ping", None),
+    ("GET", "/targets/999/deliveries", None),
+    ("POST", "/targets/999/replay", {"event_type": "transaction.created", "start": "2026-11-01T00:00:00Z",
+                                     "end": "2026-12-01T00:00:00Z"}),
+])
+def test_an_unknown_target_is_404(client: TestClient, method: str, path: str, body: Any) -> None:
+    create(client)
+    response = client.request(method, API + path, json=body)
+
+    assert response.status_code == 404, response.text
+    assert "999" in response.json()["detail"]
+
+
+# -- test events, deliveries, replay ---------------------------------------------------------------------------------
+
+
+def test_ping_goes_to_that_target_only(client: TestClient, engine: Engine, announcer: Announcer) -> None:
+    target = create(client, "bus", event_types=["*"])
+    other = create(client, "other", event_types=["*"])
+    disabled = create(client, "disabled", enabled=False)
+
+    refused = client.post(f"{API}/targets/{disabled['id']}/ping")
+    assert refused.status_code == 409
+    assert "disabled" in refused.json()["detail"] and "enable" in refused.json()["detail"]
+    assert outbox_count(engine) == 0
+
+    response = client.post(f"{API}/targets/{target['id']}/ping")
+
+    assert response.status_code == 202, response.text
+    event_id = response.json()["event_id"]
+    assert response.json()["dispatch"] == "next sweep (within a minute)"
+    assert announcer.calls == [{"events": 1, "source": "ping"}]
+    with Session(engine) as session:
+        rows = session.execute(select(EventDelivery.event_id, EventDelivery.target_id, EventDelivery.status)).all()
+    assert rows == [(event_id, target["id"], "pending")]
+    assert client.get(f"{API}/targets/{target['id']}").json()["deliveries"]["pending"] == 1
+    assert client.get(f"{API}/targets/{other['id']}").json()["deliveries"]["pending"] == 0
+
+    [delivery] = client.get(f"{API}/targets/{target['id']}/deliveries").json()
+    assert delivery["event_id"] == event_id
+    assert delivery["type"] == "demobank.ping"
+    assert delivery["status"] == "pending"
+    assert delivery["attempts"] == 0
+    assert delivery["last_error"] is None
+    assert client.get(f"{API}/targets/{other['id']}/deliveries").json() == []
+
+
+def test_deliveries_listing(client: TestClient) -> None:
+    target = create(client, event_types=["transaction.created"])
+    ids = publish(client, [transaction(n) for n in range(5)])
+
+    listed = client.get(f"{API}/targets/{target['id']}/deliveries").json()
+    assert [row["event_id"] for row in listed] == ids[::-1]  # newest event first
+    assert {row["status"] for row in listed} == {"pending"}
+    assert all(row["type"] == "transaction.created" for row in listed)
+    assert {row["subject"] for row in listed} == {f"TXN-{n:06d}" for n in range(5)}
+    assert abs(datetime.fromisoformat(listed[0]["time"]).replace(tzinfo=UTC) - datetime.now(UTC)) < timedelta(hours=1)
+
+    assert len(client.get(f"{API}/targets/{target['id']}/deliveries", params={"limit": 2}).json()) == 2
+    assert len(client.get(f"{API}/targets/{target['id']}/deliveries", params={"status": "pending"}).json()) == 5
+    assert client.get(f"{API}/targets/{target['id']}/deliveries", params={"status": "dead"}).json() == []
+    assert client.get(f"{API}/targets/{target['id']}/deliveries", params={"status": "lost"}).status_code == 422
+    assert client.get(f"{API}/targets/{target['id']}/deliveries", params={"limit": 0}).status_code == 422
+
+
+def test_replay(client: TestClient, engine: Engine, announcer: Announcer) -> None:
+    publish(client, [transaction(n) for n in range(3)])
+    publish(client, [{"type": "customer.created", "data": examples("customer.created")[0]}])
+    target = create(client, event_types=["transaction.created"])  # added after the events: nothing for it yet
+    assert target["deliveries"]["pending"] == 0
+    announcer.calls.clear()
+    now = datetime.now(UTC)
+    window = {"event_type": "transaction.created", "start": utc(now - timedelta(hours=1)),
+              "end": utc(now + timedelta(hours=1))}
+
+    response = client.post(f"{API}/targets/{target['id']}/replay", json=window)
+
+    assert response.status_code == 202, response.text
+    assert response.json() == {"queued": 3, "dispatch": "next sweep (within a minute)"}
+    assert announcer.calls == [{"events": 3, "source": "replay"}]
+    assert client.get(f"{API}/targets/{target['id']}").json()["deliveries"]["pending"] == 3
+    assert len(client.get(f"{API}/targets/{target['id']}/deliveries").json()) == 3
+
+    again = client.post(f"{API}/targets/{target['id']}/replay", json=window)  # resets, does not duplicate
+    assert again.json()["queued"] == 3
+    assert client.get(f"{API}/targets/{target['id']}").json()["deliveries"]["pending"] == 3
+
+    earlier = {**window, "start": utc(now - timedelta(days=2)), "end": utc(now - timedelta(days=1))}
+    nothing = client.post(f"{API}/targets/{target['id']}/replay", json=earlier)
+    assert nothing.status_code == 202
+    assert nothing.json() == {"queued": 0, "dispatch": "nothing to dispatch"}
+
+
+def test_replay_keeps_to_the_match_filter(client: TestClient) -> None:
+    small, large = examples("transaction.created")[:2]  # 42.50 and 3250.00
+    publish(client, [{"type": "transaction.created", "data": data} for data in (small, large, small, large)])
+    target = create(client, event_types=["customer.created"], match={"amount": {">=": "1000"}})
+    now = datetime.now(UTC)
+
+    response = client.post(f"{API}/targets/{target['id']}/replay", json={
+        "event_type": "transaction.created", "start": utc(now - timedelta(hours=1)),
+        "end": utc(now + timedelta(hours=1))})
+
+    assert response.status_code == 202, response.text
+    assert response.json()["queued"] == 2
+    assert len(client.get(f"{API}/targets/{target['id']}/deliveries").json()) == 2
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"event_type": "transaction.exploded"}, ["transaction.exploded", "not in the catalog"]),
+    ({"start": "2026-11-01T00:00:00", "end": "2026-12-01T00:00:00"}, ["UTC offset"]),
+    ({"start": "2026-12-01T00:00:00Z", "end": "2026-11-01T00:00:00Z"}, ["empty"]),
+])
+def test_bad_replays_are_refused(client: TestClient, changes: dict[str, Any], words: list[str]) -> None:
+    target = create(client)
+    body = {"event_type": "transaction.created", "start": "2026-11-01T00:00:00Z", "end": "2026-12-01T00:00:00Z",
+            **changes}
+
+    response = client.post(f"{API}/targets/{target['id']}/replay", json=body)
+
+    assert response.status_code == 422, response.text
+    for word in words:
+        assert word in response.json()["detail"]
