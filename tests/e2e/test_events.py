@@ -179,6 +179,13 @@ def test_a_large_transaction_starts_one_alert_and_redelivery_starts_none(
     assert response.status_code == 201, response.text
     large_id, small_id = response.json()["ids"]
 
+    alerts = next(t for t in api.plugin("GET", "/targets").json() if t["name"] == "connect-transaction-alerts")
+    deadline = time.monotonic() + 180
+    while api.session.get(f"{api.base}/api/v2/dags/{ALERT}/dagRuns/event__{large_id}", timeout=30).status_code != 200:
+        if time.monotonic() > deadline:
+            deliveries = api.plugin("GET", f"/targets/{alerts['id']}/deliveries").json()
+            pytest.fail(f"no {ALERT} run for event {large_id}; the alert target's deliveries: {deliveries[:3]}")
+        time.sleep(2)
     run = api.wait_for_run(ALERT, f"event__{large_id}")
     assert run["state"] == "success", api.task_states(ALERT, f"event__{large_id}")
     assert run["conf"]["customer_id"] == customer_id and run["conf"]["amount"] == 2513.37
@@ -189,7 +196,6 @@ def test_a_large_transaction_starts_one_alert_and_redelivery_starts_none(
     # Publishing the same event again (same idempotency key) and replaying it to the alert target start nothing.
     again = api.plugin("POST", "/events", {"events": [large]})
     assert again.json()["ids"] == [large_id]
-    alerts = next(t for t in api.plugin("GET", "/targets").json() if t["name"] == "connect-transaction-alerts")
     replayed = api.plugin("POST", f"/targets/{alerts['id']}/replay", {
         "event_type": "transaction.created", "start": "2026-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"})
     assert replayed.status_code == 202 and replayed.json()["queued"] >= 1, replayed.text
