@@ -25,7 +25,7 @@ from demobank.events.dispatcher import (
     dispatch_until_empty,
     replay,
 )
-from demobank.events.eventbridge import EventBridgePublisher, Failed, PublishResult, RetryPolicy
+from demobank.events.eventbridge import Delivered, EventBridgePublisher, Failed, PublishResult, RetryPolicy
 from demobank.events.outbox import publish_many
 from tests.db.conftest import (  # noqa: F401 - pytest registers the imported fixtures for this module
     _isolated_engines,
@@ -230,10 +230,39 @@ def test_a_slow_worker_whose_lease_expired_records_nothing_and_duplicates_share_
     slow = dispatch_once(engine, "slow", SlowPublisher, lease_seconds=120, now=t0)
 
     assert taken_over[0].delivered == 4
-    assert (slow.claimed, slow.delivered, slow.lost) == (4, 0, 4)
+    assert (slow.claimed, slow.delivered, slow.unrecorded) == (4, 0, 4)
     assert audit_ids(audit_queue, 8) == Counter({event_id: 2 for event_id in ids})  # at least once
     rows = deliveries(engine)
-    assert {row.status for row in rows.values()} == {"delivered"} and all(r.attempts == 1 for r in rows.values())
+    # Two attempts each: one per claim (the slow worker's send counts although its outcome was not recorded).
+    assert {row.status for row in rows.values()} == {"delivered"} and all(r.attempts == 2 for r in rows.values())
+
+
+def test_an_event_the_dispatchers_keep_dying_on_is_dead_lettered_instead_of_stalling_the_outbox(sqlite_engine):
+    engine = sqlite_engine
+    add_target(engine, "audit-bus")
+    [poison, healthy] = publish_events(engine, 2)
+    t0 = datetime.now(UTC)
+    for n in range(3):  # three dispatchers in turn claim the first event and die before recording anything
+        [claimed] = claim_batch(engine, f"doomed-{n}", limit=1, lease_seconds=60, now=t0 + timedelta(minutes=2 * n))
+        assert claimed.event_id == poison
+    sent: list[list[str]] = []
+
+    class Recording:
+        def __init__(self, target: Target) -> None:
+            pass
+
+        def publish(self, envelopes):
+            sent.append([envelope["id"] for envelope in envelopes])
+            return PublishResult({envelope["id"]: Delivered("eb-1") for envelope in envelopes}, requests=1)
+
+    report = dispatch_once(engine, "survivor", Recording, max_attempts=3, now=t0 + timedelta(minutes=10))
+
+    assert sent == [[healthy]], "the event no dispatcher survived is not sent a fourth time"
+    assert (report.delivered, report.dead) == (1, 1)
+    rows = deliveries(engine)
+    assert rows[poison].status == "dead" and rows[poison].attempts == 4
+    assert "claimed 3 times by dispatchers that never recorded an outcome" in rows[poison].last_error
+    assert rows[healthy].status == "delivered" and rows[healthy].attempts == 1
 
 
 def test_chosen_entries_failing_permanently_are_dead_lettered_with_the_reason(sqlite_engine, audit_queue):

@@ -309,7 +309,7 @@ def test_killed_dispatcher_with_rejected_entries_loses_nothing(
     # 2. Recovery: the free rows at once, the dead worker's after its lease.
     report = recover(engine)
     recovered_at = time.monotonic()
-    assert report.lost == 0 and not report.target_errors
+    assert report.unrecorded == 0 and not report.target_errors
     for record in proxy.entries:
         if record.phase == "recovery" and record.envelope_id in killed:
             assert record.at >= lease_end.timestamp(), "a claimed event was sent again before its lease expired"

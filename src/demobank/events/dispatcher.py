@@ -16,7 +16,9 @@ One round (:func:`dispatch_once`):
    backoff and an error naming the target, without counting against the event.
 
 Delivery is at least once: a worker that dies mid-batch leaves its rows claimed until the lease expires; another
-worker then claims and publishes them again. Duplicates carry the same envelope ``id``.
+worker then claims and publishes them again. Duplicates carry the same envelope ``id``. A claim counts as an
+attempt, so an event that every dispatcher dies on (``max_attempts`` claims without an outcome) is dead-lettered
+instead of stalling the deliveries behind it; a target error gives the attempt back.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ class DispatchReport:
     retried: int = 0
     dead: int = 0
     released: int = 0
-    lost: int = 0
+    unrecorded: int = 0
     rounds: int = 0
     target_errors: dict[str, str] = field(default_factory=dict)
 
@@ -157,14 +159,14 @@ class DispatchReport:
         self.retried += other.retried
         self.dead += other.dead
         self.released += other.released
-        self.lost += other.lost
+        self.unrecorded += other.unrecorded
         self.rounds += other.rounds
         self.target_errors.update(other.target_errors)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary (for XCom)."""
         return {"claimed": self.claimed, "delivered": self.delivered, "retried": self.retried, "dead": self.dead,
-                "released": self.released, "lost": self.lost, "rounds": self.rounds,
+                "released": self.released, "unrecorded": self.unrecorded, "rounds": self.rounds,
                 "target_errors": dict(self.target_errors)}
 
 
@@ -212,7 +214,9 @@ def claim_batch(engine: Engine, worker_id: str, *, target_id: int | None = None,
         session.execute(
             update(EventDelivery)
             .where(key_column.in_(keys), EventDelivery.status == _PENDING, free)
-            .values(claimed_by=worker_id, claimed_until=until)
+            # The attempt counts from the claim: a worker that dies while publishing has used it too, so an event
+            # that kills every dispatcher reaches max_attempts instead of stalling the outbox (see dispatch_once).
+            .values(claimed_by=worker_id, claimed_until=until, attempts=EventDelivery.attempts + 1)
             .execution_options(synchronize_session=False)
         )
         rows = session.execute(
@@ -228,13 +232,22 @@ def claim_batch(engine: Engine, worker_id: str, *, target_id: int | None = None,
     claimed = []
     for event_id, attempts, sequence, envelope, t_id, t_name, t_kind, t_config in rows:
         target = targets.setdefault(t_id, Target(t_id, t_name, t_kind, dict(t_config or {})))
-        claimed.append(Claimed(event_id, sequence, json.loads(envelope), target, attempts, worker_id, until))
+        # ``attempts`` of a Claimed: the attempts before this claim (outcomes add one when recorded).
+        claimed.append(Claimed(event_id, sequence, json.loads(envelope), target, attempts - 1, worker_id, until))
     log.info("dispatcher %s claimed %d of %d candidate deliveries until %s", worker_id, len(claimed), len(keys),
              until.isoformat())
     return claimed
 
 
 # -- dispatching ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Abandoned:
+    """The outcome of a delivery that dispatchers kept dying on: dead-lettered without being sent again."""
+
+    message: str
+    delivered: bool = False
 
 
 def _group(claimed: Iterable[Claimed]) -> dict[int, list[Claimed]]:
@@ -267,7 +280,9 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
                 message = result if isinstance(result, str) else (
                     f"target {target.name!r} (id {target.id}): {outcome.code}: {outcome.message}")
                 report.target_errors[target.name] = message
-                values.update(last_error=message, next_attempt_at=now + backoff(item.attempts + 1))
+                # Not the event's fault: the claim's attempt is given back.
+                values.update(last_error=message, attempts=item.attempts,
+                              next_attempt_at=now + backoff(item.attempts + 1))
                 kind = "released"
             elif isinstance(outcome, Delivered):
                 values.update(status=_DELIVERED, delivered_at=now, external_id=outcome.event_id,
@@ -275,7 +290,9 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
                 kind = "delivered"
             else:
                 attempts = item.attempts + 1
-                if outcome is None:
+                if isinstance(outcome, _Abandoned):
+                    failed = Failed("DispatcherDied", outcome.message, False)
+                elif outcome is None:
                     failed = Failed("MissingOutcome", "the publisher returned no outcome for this event", True)
                 else:
                     failed = outcome
@@ -303,7 +320,7 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
             if changed:
                 setattr(report, kind, getattr(report, kind) + 1)
             else:
-                report.lost += 1
+                report.unrecorded += 1
                 log.warning("dispatcher %s lost its claim on event %s for target %r (lease expired): outcome %s "
                             "not recorded", worker_id, item.event_id, target.name, kind)
 
@@ -327,6 +344,19 @@ def dispatch_once(engine: Engine, worker_id: str, publisher_factory: PublisherFa
     report = DispatchReport(claimed=len(claimed), rounds=1)
     for items in _group(claimed).values():
         target = items[0].target
+        # Deliveries claimed max_attempts times without an outcome: the dispatchers died publishing them (killed,
+        # out of memory, a crash in a library). Dead-lettered, not sent again, so they cannot stall the rest.
+        abandoned = [item for item in items if item.attempts >= max_attempts]
+        if abandoned:
+            _record(engine, worker_id, target, abandoned, PublishResult(
+                {item.event_id: _Abandoned(f"claimed {item.attempts} times by dispatchers that never recorded an "
+                                           "outcome (they died while publishing it): not sent again; check the "
+                                           "dispatcher's logs, then replay it") for item in abandoned}, requests=0),
+                    max_attempts=max_attempts, backoff=backoff,
+                    now=current if now is not None else datetime.now(UTC), report=report)
+            items = [item for item in items if item.attempts < max_attempts]
+            if not items:
+                continue
         result = _publish(target, items, factory)
         _record(engine, worker_id, target, items, result, max_attempts=max_attempts, backoff=backoff,
                 now=current if now is not None else datetime.now(UTC), report=report)
