@@ -19,6 +19,9 @@ The rule :func:`marker_rule` reads a marker the test writes into the event's ``s
 then hold its answer until :meth:`FaultyEventBridge.release` (so that the client can be killed while moto has
 already accepted the entries); :attr:`FaultyEventBridge.held` is set when that happens.
 
+:attr:`FaultyEventBridge.rejected_access_keys`: requests signed with one of these access key ids are refused the
+way AWS refuses unknown credentials (HTTP 400 ``UnrecognizedClientException``), whatever they ask.
+
 Counters (:attr:`FaultyEventBridge.stats`) and a log of every entry (:attr:`FaultyEventBridge.entries`) tell what
 the proxy did.
 """
@@ -118,6 +121,7 @@ class FaultyEventBridge:
         self.stats: Counter[str] = Counter()
         self.entries: list[EntryRecord] = []
         self.held = threading.Event()
+        self.rejected_access_keys: set[str] = set()
         self.errors: list[str] = []
         self._release = threading.Event()
         self._hold: Callable[[list[Mapping[str, Any]]], bool] | None = None
@@ -288,6 +292,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         try:
+            credential = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization") or "")
+            if credential and credential.group(1) in self.proxy.rejected_access_keys:
+                self.proxy.stats["rejected_credentials"] += 1
+                self.reply(400, [("Content-Type", "application/x-amz-json-1.1"),
+                                 ("x-amzn-ErrorType", "UnrecognizedClientException")],
+                           json.dumps({"__type": "UnrecognizedClientException",
+                                       "message": "The security token included in the request is invalid."}
+                                      ).encode())
+                return
             if self.headers.get("X-Amz-Target") == PUT_EVENTS_TARGET:
                 self.proxy.put_events(self, body)
             else:
