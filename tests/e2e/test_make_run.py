@@ -37,11 +37,13 @@ def test_plugin_nav_entry(live_platform: LivePlatform) -> None:
     ours = next(p for p in plugins if p["name"] == "demobank")
     nav = {v["name"]: v for v in ours["external_views"] if v["destination"] == "nav"}
     assert nav["Sandbox outbox"]["href"] == "/demobank/sandbox-outbox"
+    assert nav["Event targets"]["href"] == "/demobank/targets" and nav["Event targets"]["category"] == "Demo Bank"
     assert {a["url_prefix"] for a in ours["fastapi_apps"]} == {"/demobank", "/sandbox"}
 
 
 @pytest.mark.parametrize("path", ["/demobank/", "/demobank/sandbox-outbox", "/demobank/api/v1/sandbox/messages",
-                                  "/demobank/api/v1/whoami", "/demobank/docs", "/demobank/openapi.json"])
+                                  "/demobank/api/v1/whoami", "/demobank/docs", "/demobank/openapi.json",
+                                  "/demobank/targets", "/demobank/api/v1/targets", "/demobank/api/v1/event-types"])
 def test_plugin_routes_require_authentication(live_platform: LivePlatform, path: str) -> None:
     assert requests.get(f"{live_platform.api_url}{path}", timeout=30).status_code == 401
     bad = requests.get(f"{live_platform.api_url}{path}", headers={"Authorization": "Bearer forged"}, timeout=30)
