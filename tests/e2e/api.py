@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -31,7 +32,7 @@ class Api:
         return response.json()
 
     def post(self, path: str, body: dict[str, Any]) -> requests.Response:
-        return self.session.post(f"{self.base}/api/v2{path}", json=body, timeout=60)
+        return self.session.post(f"{self.base}/api/v2{path}", json=body, timeout=120)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
@@ -44,7 +45,21 @@ class Api:
         pytest.fail(f"DAG {dag_id} not active after {timeout} s; import errors: {errors}")
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> requests.Response:
-        return self.post(f"/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf})
+        """Trigger a run with a run id of our own, so that a request that timed out can be sent again safely: a
+        409 then means the first one created the run (SQLite's single writer can keep the API server waiting)."""
+        run_id = f"e2e__{uuid.uuid4().hex}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf}
+        for attempt in range(3):
+            try:
+                response = self.session.post(f"{self.base}/api/v2/dags/{dag_id}/dagRuns", json=body, timeout=120)
+            except requests.exceptions.Timeout:
+                if attempt == 2:
+                    raise
+                continue
+            if response.status_code == 409 and attempt > 0:
+                return self.session.get(f"{self.base}/api/v2/dags/{dag_id}/dagRuns/{run_id}", timeout=120)
+            return response
+        raise AssertionError("unreachable")
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self.get(f"/dags/{dag_id}/dagRuns/{run_id}")
