@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +14,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
-from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from demobank.db.engine import URL_ENV_VAR, dispose_engines, get_engine
+from demobank.db.engine import get_engine
 from demobank.db.models import EventDelivery, OutboxEvent
+from tests.db.conftest import _isolated_engines, sqlite_url  # noqa: F401 - fixtures (the first autouse)
 
 
 @dataclass
@@ -34,23 +33,13 @@ class Announcer:
         return self.started
 
 
-@pytest.fixture(autouse=True)
-def _isolated_engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No test sees another's cached engines or a DEMOBANK_DB_URL from the environment."""
-    monkeypatch.delenv(URL_ENV_VAR, raising=False)
-    dispose_engines()
-    yield
-    dispose_engines()
-
-
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
+def db_url(sqlite_url: str) -> str:  # noqa: F811
     """A fresh SQLite file migrated to head."""
     from demobank.db.migrate import upgrade
 
-    url = URL.create("sqlite", database=str(tmp_path / "demobank.db")).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
+    upgrade(sqlite_url)
+    return sqlite_url
 
 
 @pytest.fixture
