@@ -122,6 +122,7 @@ class FaultyEventBridge:
         self.entries: list[EntryRecord] = []
         self.held = threading.Event()
         self.rejected_access_keys: set[str] = set()
+        self._busy = 0
         self.errors: list[str] = []
         self._release = threading.Event()
         self._hold: Callable[[list[Mapping[str, Any]]], bool] | None = None
@@ -208,14 +209,51 @@ class FaultyEventBridge:
             phase = self.phase
         judged = [self._judge(entry) for entry in entries]
         forward = [entry for entry, (_, fault) in zip(entries, judged, strict=True) if fault is None]
+        with self._lock:
+            self._busy += 1
+        try:
+            answer = self._answer(handler, request, number, phase, judged, forward)
+        finally:
+            with self._lock:
+                self._busy -= 1
+        if answer is None:
+            return
+        hold = False
+        headers = [("Content-Type", "application/x-amz-json-1.1")]
+        with self._lock:
+            if self._hold is not None and forward:
+                envelopes = [json.loads(entry["Detail"]) for entry in forward]
+                if self._hold(envelopes):
+                    self._hold, hold = None, True
+        if hold:
+            self.held.set()
+            if not self._release.wait(timeout=120):
+                self.errors.append(f"PutEvents request {number}: held for 120 s and never released")
+            with self._lock:
+                self.stats["held_answers"] += 1
+        handler.reply(200, headers, answer)
+
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no PutEvents request is being forwarded or recorded (the held one aside)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self._busy == 0:
+                    return
+            time.sleep(0.02)
+        raise TimeoutError(f"the proxy still forwards {self._busy} request(s) after {timeout} s")
+
+    def _answer(self, handler: _Handler, request: dict[str, Any], number: int, phase: str,
+                judged: list[tuple[str | None, Fault | None]], forward: list[dict[str, Any]]) -> bytes | None:
+        """Forward the accepted entries, record every entry's outcome; return the merged answer (``None`` when a
+        whole-call error from moto was passed through)."""
         upstream: dict[str, Any] = {"FailedEntryCount": 0, "Entries": []}
-        status, headers = 200, [("Content-Type", "application/x-amz-json-1.1")]
         if forward:
             status, headers, raw = self._forward(handler, json.dumps({**request, "Entries": forward}).encode())
             if status != 200:  # a whole-call error from moto: pass it through untouched
                 self._record(number, phase, judged, [], whole_call_error=True)
                 handler.reply(status, headers, raw)
-                return
+                return None
             upstream = json.loads(raw)
             with self._lock:
                 self.stats["forwarded_requests"] += 1
@@ -231,20 +269,7 @@ class FaultyEventBridge:
                 merged.append({"ErrorCode": fault.code, "ErrorMessage": fault.message})
         failed = sum(1 for item in merged if item.get("ErrorCode") or not item.get("EventId"))
         self._record(number, phase, judged, merged)
-        answer = json.dumps({**upstream, "FailedEntryCount": failed, "Entries": merged}).encode()
-        hold = False
-        with self._lock:
-            if self._hold is not None and forward:
-                envelopes = [json.loads(entry["Detail"]) for entry in forward]
-                if self._hold(envelopes):
-                    self._hold, hold = None, True
-        if hold:
-            self.held.set()
-            if not self._release.wait(timeout=120):
-                self.errors.append(f"PutEvents request {number}: held for 120 s and never released")
-            with self._lock:
-                self.stats["held_answers"] += 1
-        handler.reply(200, headers, answer)
+        return json.dumps({**upstream, "FailedEntryCount": failed, "Entries": merged}).encode()
 
     def _record(self, number: int, phase: str, judged: list[tuple[str | None, Fault | None]],
                 results: list[dict[str, Any]], *, whole_call_error: bool = False) -> None:

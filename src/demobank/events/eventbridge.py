@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -54,6 +56,9 @@ MAX_ENTRIES_PER_REQUEST = 10
 
 DEFAULT_MAX_BYTES = 256 * 1024
 """EventBridge's limit on the total entry size of one ``PutEvents`` request (256 KB)."""
+
+DEFAULT_MAX_IN_FLIGHT = 4
+"""PutEvents requests one publish sends at once (EventBridge's PutEvents quota is thousands per second)."""
 
 TIME_SIZE = 14
 """Bytes EventBridge counts for an entry's ``Time``, whatever its value."""
@@ -294,11 +299,16 @@ class EventBridgePublisher:
     :param max_entries: entries per request, at most 10.
     :param retry: how transient errors are retried.
     :param sleep: how to wait between attempts (tests pass a fake).
+    :param max_in_flight: requests sent at once (after the first, which goes alone so that a missing bus or bad
+        credentials stop the call after one request).
     """
 
     def __init__(self, client_or_hook: Any, bus_name: str, *, max_bytes: int = DEFAULT_MAX_BYTES,
                  max_entries: int = MAX_ENTRIES_PER_REQUEST, retry: RetryPolicy | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT) -> None:
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = max_in_flight
         if not bus_name:
             raise ValueError("bus_name is empty: give the event bus name or ARN")
         plan_batches([], max_entries, max_bytes)  # validates the limits now rather than at the first publish
@@ -360,18 +370,29 @@ class EventBridgePublisher:
         log.info("EventBridge bus %s: %d event(s), %d to send in %d request(s) of ≤%d entries and ≤%d bytes; "
                  "%d invalid, %d too large", self.bus_name, len(ids), sum(map(len, plan)), len(plan),
                  self.max_entries, self.max_bytes, len(ids) - len(entries), len(plan.oversize))
-        for batch in plan:
-            if state.fatal is not None:
-                for index in batch:
-                    outcomes[entry_ids[index]] = Failed(state.fatal.code, f"not sent: {state.fatal.message}",
-                                                        transient=False, target_error=True)
-                continue
-            self._send_batch(batch, state)
+        batches = list(plan)
+        if batches:
+            self._send_unless_fatal(batches[0], state)
+        if len(batches) > 1 and self.max_in_flight > 1 and state.fatal is None:
+            _ = self.client  # built once, before the threads share it (boto3 clients are thread-safe)
+            with ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="eventbridge") as pool:
+                list(pool.map(lambda batch: self._send_unless_fatal(batch, state), batches[1:]))
+        else:
+            for batch in batches[1:]:
+                self._send_unless_fatal(batch, state)
         result = PublishResult({envelope_id: outcomes[envelope_id] for envelope_id in ids}, state.requests)
         self._log_result(result)
         return result
 
     # -- internals
+
+    def _send_unless_fatal(self, batch: list[int], state: _PublishState) -> None:
+        if state.fatal is not None:
+            for index in batch:
+                state.outcomes[state.ids[index]] = Failed(state.fatal.code, f"not sent: {state.fatal.message}",
+                                                          transient=False, target_error=True)
+            return
+        self._send_batch(batch, state)
 
     @staticmethod
     def _ids(envelopes: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -399,7 +420,7 @@ class EventBridgePublisher:
                 attempts[index] += 1
             try:
                 client = self.client
-                state.requests += 1
+                state.count_request()
                 response = client.put_events(Entries=[state.entries[i] for i in remaining])
             except (ClientError, BotoCoreError) as error:
                 call_error = self._classify(error)
@@ -541,3 +562,8 @@ class _PublishState:
         self.outcomes = outcomes
         self.requests = 0
         self.fatal: _CallError | None = None
+        self._lock = threading.Lock()
+
+    def count_request(self) -> None:
+        with self._lock:
+            self.requests += 1
