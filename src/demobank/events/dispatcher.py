@@ -206,26 +206,36 @@ def claim_batch(engine: Engine, worker_id: str, *, target_id: int | None = None,
         query = query.where(EventDelivery.target_id == target_id)
     with Session(engine) as session, session.begin():
         if engine.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=EventDelivery)
-        keys = [tuple(row) for row in session.execute(query)]
+            # One statement: pick (SKIP LOCKED) and mark in a CTE; 500-pair tuple IN lists are slow to plan there.
+            picked = query.with_for_update(skip_locked=True, of=EventDelivery).cte("picked")
+            keys = [tuple(row) for row in session.execute(
+                update(EventDelivery)
+                .where(EventDelivery.event_id == picked.c.event_id, EventDelivery.target_id == picked.c.target_id)
+                .values(claimed_by=worker_id, claimed_until=until, attempts=EventDelivery.attempts + 1)
+                .returning(EventDelivery.event_id, EventDelivery.target_id)
+                .execution_options(synchronize_session=False)
+            )]
+        else:
+            keys = [tuple(row) for row in session.execute(query)]
+            if keys:
+                session.execute(
+                    update(EventDelivery)
+                    .where(tuple_(EventDelivery.event_id, EventDelivery.target_id).in_(keys),
+                           EventDelivery.status == _PENDING, free)
+                    # The attempt counts from the claim: a worker that dies while publishing has used it too, so
+                    # an event that kills every dispatcher reaches max_attempts instead of stalling the outbox.
+                    .values(claimed_by=worker_id, claimed_until=until, attempts=EventDelivery.attempts + 1)
+                    .execution_options(synchronize_session=False)
+                )
         if not keys:
             return []
-        key_column = tuple_(EventDelivery.event_id, EventDelivery.target_id)
-        session.execute(
-            update(EventDelivery)
-            .where(key_column.in_(keys), EventDelivery.status == _PENDING, free)
-            # The attempt counts from the claim: a worker that dies while publishing has used it too, so an event
-            # that kills every dispatcher reaches max_attempts instead of stalling the outbox (see dispatch_once).
-            .values(claimed_by=worker_id, claimed_until=until, attempts=EventDelivery.attempts + 1)
-            .execution_options(synchronize_session=False)
-        )
         rows = session.execute(
             select(EventDelivery.event_id, EventDelivery.attempts, OutboxEvent.sequence, OutboxEvent.envelope,
                    EventTarget.id, EventTarget.name, EventTarget.kind, EventTarget.config)
             .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
             .join(EventTarget, EventTarget.id == EventDelivery.target_id)
-            .where(key_column.in_(keys), EventDelivery.claimed_by == worker_id,
-                   EventDelivery.claimed_until == until)
+            .where(EventDelivery.event_id.in_(sorted({event_id for event_id, _ in keys})),
+                   EventDelivery.claimed_by == worker_id, EventDelivery.claimed_until == until)
             .order_by(OutboxEvent.sequence, EventDelivery.target_id)
         ).all()
     targets: dict[int, Target] = {}
