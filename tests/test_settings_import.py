@@ -78,7 +78,7 @@ def test_import_into_airflow_metadata_db_is_an_idempotent_upsert(tmp_path) -> No
             [sys.executable, "-m", "demobank.settings_import", str(PROJECT_DIR / "airflow_settings.yaml")],
             env=env, check=True, capture_output=True, text=True,
         )
-        assert "5 connections, 2 pools, 1 variables" in done.stdout
+        assert "8 connections, 2 pools, 1 variables" in done.stdout
     probe = (
         "import json\n"
         "from airflow.models.connection import Connection\n"
@@ -92,7 +92,7 @@ def test_import_into_airflow_metadata_db_is_an_idempotent_upsert(tmp_path) -> No
     )
     out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
     state = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(state["conns"]) == 5
+    assert len(state["conns"]) == 8
     assert state["conns"]["twilio_default"][:2] == ["twilio", "http://sb:1"]
     assert state["conns"]["twilio_default"][2]["from_number"] == "+15005550006"
     assert state["pools"]["connect_sms"] == 1

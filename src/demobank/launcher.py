@@ -89,6 +89,14 @@ class LaunchConfig:
         return self.home / "sandbox.db"
 
     @property
+    def core_banking_db_path(self) -> Path:
+        return self.home / "core_banking.db"
+
+    @property
+    def warehouse_db_path(self) -> Path:
+        return self.home / "warehouse.db"
+
+    @property
     def log_dir(self) -> Path:
         return self.home / "launcher"
 
@@ -123,6 +131,10 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
             "DEMOBANK_SANDBOX_ENABLED": "true",
             "DEMOBANK_SANDBOX_DB": str(config.sandbox_db_path),
             "DEMOBANK_SANDBOX_URL": f"{config.api_url}/sandbox",
+            # The Data Factory's source and warehouse (SQLite files) and the demo customer API.
+            "DEMOBANK_CORE_BANKING_DB": str(config.core_banking_db_path),
+            "DEMOBANK_WAREHOUSE_DB": str(config.warehouse_db_path),
+            "DEMOBANK_CORE_BANKING_API_URL": f"{config.api_url}/sandbox/core-banking",
             "DEMOBANK_MOTO_URL": config.moto_url,
             "DEMOBANK_AIRFLOW_URL": config.api_url,
         }
@@ -234,6 +246,9 @@ class Launcher:
         self.run_step("suite-db-seed", [python, "-m", "demobank.db", "seed"], db_env)
         self.run_step("seed-event-targets", [python, "-m", "demobank.events.targets", "import",
                                              str(config.project_dir / "airflow_settings.yaml")], db_env)
+        # The Data Factory's core banking source: ~300,000 generated transactions (a no-op when already there).
+        self.run_step("seed-core-banking", [python, "-m", "demobank.data_factory.core_banking", "seed",
+                                            "--url", f"sqlite:///{config.core_banking_db_path}"], env)
         wait_for_port(config.moto_port, 60, moto)
         self.run_step("provision-stand-ins", [python, "-m", "demobank.standins"], env)
 

@@ -1,8 +1,9 @@
 """Provider metadata: registers the suite's connection types (and their form fields) with Airflow.
 
 Declared as the ``apache_airflow_provider`` entry point in ``pyproject.toml``; Airflow reads it without
-importing the hooks, so the connection form knows the Twilio and SendGrid fields.
-Monte Carlo uses the ``mcd`` connection types of ``airflow-mcd``.
+importing the hooks, so the connection form knows the Twilio, SendGrid and Monte Carlo fields. The ``montecarlo``
+type is the suite's own (:class:`demobank.connectors.montecarlo.MonteCarloHook`, over pycarlo); ``airflow-mcd``
+still registers its ``mcd`` and ``mcd-gateway`` types.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "demobank-connectivity",
         "name": "Demo Bank Connectivity Suite",
-        "description": "Connectors of the Demo Bank Connectivity Suite: Twilio SMS and SendGrid e-mail.",
+        "description": "Connectors of the Demo Bank Connectivity Suite: Twilio SMS, SendGrid e-mail, Monte Carlo.",
         "versions": [__version__],
-        "extra-links": ["demobank.connect.operators.TwilioMessageLink"],
+        "extra-links": [
+            "demobank.connect.operators.TwilioMessageLink",
+            "demobank.connectors.montecarlo.MonteCarloLink",
+        ],
         "connection-types": [
             {
                 "hook-class-name": "demobank.connectors.twilio.TwilioHook",
@@ -76,6 +80,32 @@ def get_provider_info() -> dict[str, Any]:
                         "label": "SendGrid sandbox mode",
                         "description": "Validate requests without delivering (SendGrid answers 200).",
                         "schema": {"type": ["boolean", "null"], "default": False},
+                    },
+                },
+            },
+            {
+                "hook-class-name": "demobank.connectors.montecarlo.MonteCarloHook",
+                "hook-name": "Monte Carlo",
+                "connection-type": "montecarlo",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "port"],
+                    "relabeling": {"login": "API key id", "password": "API token", "host": "Gateway URL"},
+                    "placeholders": {
+                        "login": "id of an Airflow integration key",
+                        "host": "empty for https://integrations.getmontecarlo.com; "
+                                "http://127.0.0.1:8080/sandbox for the sandbox",
+                    },
+                },
+                "conn-fields": {
+                    "ui_url": {
+                        "label": "Monte Carlo web app URL",
+                        "description": "Base of the \"View in Monte Carlo\" links.",
+                        "schema": {"type": ["string", "null"], "default": "https://getmontecarlo.com"},
+                    },
+                    "ui_path": {
+                        "label": "Page of a DAG",
+                        "description": "Path opened by \"View in Monte Carlo\"; {dag_id} is replaced.",
+                        "schema": {"type": ["string", "null"], "default": "/jobs?search={dag_id}"},
                     },
                 },
             },

@@ -274,3 +274,42 @@ def test_airflow_mcd_graphql_dag_report_never_leaves_the_client(sandbox, airflow
 
     assert sandbox.store.count_messages("montecarlo") == 0
     assert "Failed to upload information to MC" in caplog.text
+
+
+def _dag_body(**changes):
+    payload = {
+        "dag_id": "data_factory_daily", "run_id": "manual__1", "success": True, "reason": "success",
+        "state": "success", "execution_date": "2026-01-01T00:00:00+00:00", "start_date": "2026-01-01T00:00:00+00:00",
+        "end_date": "2026-01-01T00:00:05+00:00", "env": {"env_name": "airflow"}, "tags": ["data_factory"],
+        "payload": {"dag_id": "data_factory_daily", "run_id": "manual__1"},
+        "tasks": [{"task_id": "load", "state": "success", "inlets": [{"uri": "file:///in.csv"}], "outlets": []}],
+        "task_dependencies": {"load": []}, "triggered_dags": None, "dataset_schedule_uris": None,
+        "dataset_outlet_uris": ["file:///out.csv"], "dataset_trigger_events": None,
+    }
+    payload.update(changes)
+    return {"airflow_operation": "upload_airflow_dag_result", "airflow_payload": payload}
+
+
+def test_gateway_accepts_a_complete_dag_report(sandbox, http):
+    response = http.post(sandbox.url("/airflow/callbacks"), json=_dag_body(), headers=HEADERS)
+    assert response.status_code == 200, response.text
+    assert sandbox.store.count_messages("montecarlo") == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"dataset_inlet_uris": ["file:///in.csv"]}, "unknown field(s) ['dataset_inlet_uris']"),
+        ({"end_date": "yesterday"}, "end_date must be an ISO 8601 date-time"),
+        ({"tasks": [{"task_id": "load", "state": None}]}, "tasks[0].state must be a string"),
+        ({"tasks": [{"task_id": "load", "state": "", "inlets": [{"uri": {"x": 1}}]}]}, "tasks[0].inlets[0].uri"),
+        ({"task_dependencies": {"load": "extract"}}, "task_dependencies must be null or an object"),
+        ({"dataset_outlet_uris": [{"uri": "file:///out.csv"}]}, "dataset_outlet_uris must be null or a list of str"),
+        ({"payload": {"dag_id": "other", "run_id": "manual__1"}}, "payload.dag_id ('other') differs"),
+    ],
+)
+def test_gateway_refuses_a_malformed_dag_report_with_the_reason(sandbox, http, changes, reason):
+    response = http.post(sandbox.url("/airflow/callbacks"), json=_dag_body(**changes), headers=HEADERS)
+    assert response.status_code == 400
+    assert reason in response.json()["message"]
+    assert sandbox.store.count_messages("montecarlo") == 0

@@ -12,6 +12,11 @@ Tables:
 * ``outbox_events``, ``event_targets``, ``event_deliveries`` -- the Events module's transactional outbox: every
   published event (CloudEvents envelope), the destinations events are delivered to, and one delivery state per
   event and matching target (see :class:`OutboxEvent`).
+* ``run_reports`` -- the Data Factory's reports of finished DAG runs to Monte Carlo, written before they are sent
+  and re-sent by a sweep until Monte Carlo accepts them (see :class:`RunReport`).
+* ``data_quality_runs``, ``data_quality_tables``, ``data_quality_checks`` -- the Data Factory's data quality record:
+  per pipeline run its day, outcome and timing, rows in/out/quarantined per table, and each check's result (see
+  :class:`DataQualityRun`; read through :mod:`demobank.data_factory.quality`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -323,3 +329,174 @@ class EventDelivery(Base):
             f"EventDelivery(event_id={self.event_id!r}, target_id={self.target_id!r}, status={self.status!r}, "
             f"attempts={self.attempts!r})"
         )
+
+
+# -- Data Factory: run reports (Monte Carlo) -----------------------------------------------------------------------
+
+
+class RunReportStatus(StrEnum):
+    """Where the report of one DAG run to Monte Carlo stands.
+
+    ``pending``: to be sent (again) by the next sender: the run's callback first, then the sweep DAG
+    ``data_factory_report_sweep`` (``next_attempt_at`` is a sender's lease: nobody else sends it before then);
+    ``accepted``: Monte Carlo accepted it (``accepted_at``); ``rejected``: Monte Carlo refused it with a 4xx
+    (credentials, payload), ``last_error`` says why; not retried until requeued.
+    """
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class RunReport(Base):
+    """The report of one finished DAG run to Monte Carlo: written before it is sent, so none is lost.
+
+    ``body`` is the exact JSON body sent to the integration gateway (``POST /airflow/callbacks``, airflow-mcd's
+    format); the other columns repeat what the UI needs (outcome, timing, failed tasks, lineage). ``report_key``
+    (a hash of DAG, run, state and end date) makes a repeated callback for the same outcome a no-op, while a
+    cleared and re-run DAG run gets a report of its own.
+    """
+
+    __tablename__ = "run_reports"
+    __table_args__ = (
+        UniqueConstraint("report_key"),
+        CheckConstraint(_in_list("status", RunReportStatus), name="status"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "dag_id", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    report_key: Mapped[str] = mapped_column(String(64))
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    run_state: Mapped[str] = mapped_column(String(32))
+    success: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(100))
+    failed_task_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    inlet_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    outlet_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    run_start_date: Mapped[datetime | None]
+    run_end_date: Mapped[datetime | None]
+    conn_id: Mapped[str] = mapped_column(String(250))
+    operation: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default=RunReportStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None]
+    accepted_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"RunReport(id={self.id!r}, dag_id={self.dag_id!r}, run_id={self.run_id!r}, "
+            f"run_state={self.run_state!r}, status={self.status!r}, attempts={self.attempts!r})"
+        )
+
+
+# -- Data Factory: data quality record ------------------------------------------------------------------------------
+
+
+class QualityRunStatus(StrEnum):
+    """Where a Data Factory run stands in the data quality record."""
+
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class QualityCheckStatus(StrEnum):
+    """The result of one data quality check in one run."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    WARNING = "warning"
+
+
+class DataQualityRun(Base):
+    """One run of a Data Factory DAG in the data quality record: its day, outcome, timing and totals.
+
+    Unique per ``(dag_id, run_id)``: a cleared and re-run DAG run updates its record. ``failed_task`` and
+    ``error`` say which task failed and why. The quarantined rows themselves are in the warehouse
+    (``quarantine_transactions``); here are their counts.
+    """
+
+    __tablename__ = "data_quality_runs"
+    __table_args__ = (
+        UniqueConstraint("dag_id", "run_id"),
+        CheckConstraint(_in_list("status", QualityRunStatus), name="status"),
+        Index(None, "dag_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dag_id: Mapped[str] = mapped_column(String(250))
+    run_id: Mapped[str] = mapped_column(String(250))
+    business_date: Mapped[date | None] = mapped_column(Date)
+    logical_date: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default=QualityRunStatus.RUNNING.value)
+    failed_task: Mapped[str | None] = mapped_column(String(250))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    rows_in: Mapped[int | None] = mapped_column(BigInteger)
+    rows_loaded: Mapped[int | None] = mapped_column(BigInteger)
+    rows_quarantined: Mapped[int | None] = mapped_column(BigInteger)
+    bad_share: Mapped[float | None] = mapped_column(Float)
+    max_bad_share: Mapped[float | None] = mapped_column(Float)
+    events_published: Mapped[int | None] = mapped_column(BigInteger)
+
+    def __repr__(self) -> str:
+        return (
+            f"DataQualityRun(id={self.id!r}, dag_id={self.dag_id!r}, run_id={self.run_id!r}, "
+            f"business_date={self.business_date!r}, status={self.status!r})"
+        )
+
+
+class DataQualityTable(Base):
+    """Rows in, out and quarantined for one table (an Asset) in one run; ``detail`` holds further counts
+    (inserted, changed, unchanged)."""
+
+    __tablename__ = "data_quality_tables"
+    __table_args__ = (UniqueConstraint("run_pk", "table_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(Integer, ForeignKey("data_quality_runs.id", ondelete="CASCADE"))
+    table_name: Mapped[str] = mapped_column(String(250))
+    asset_uri: Mapped[str | None] = mapped_column(String(1500))
+    rows_in: Mapped[int | None] = mapped_column(BigInteger)
+    rows_out: Mapped[int | None] = mapped_column(BigInteger)
+    rows_quarantined: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    def __repr__(self) -> str:
+        return f"DataQualityTable(run_pk={self.run_pk!r}, table_name={self.table_name!r})"
+
+
+class DataQualityCheck(Base):
+    """The result of one data quality check in one run: rows checked and rejected, status and message."""
+
+    __tablename__ = "data_quality_checks"
+    __table_args__ = (
+        UniqueConstraint("run_pk", "check_name"),
+        CheckConstraint(_in_list("status", QualityCheckStatus), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_pk: Mapped[int] = mapped_column(Integer, ForeignKey("data_quality_runs.id", ondelete="CASCADE"))
+    task_id: Mapped[str] = mapped_column(String(250))
+    check_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(32))
+    table_name: Mapped[str | None] = mapped_column(String(250))
+    status: Mapped[str] = mapped_column(String(16))
+    checked_rows: Mapped[int | None] = mapped_column(BigInteger)
+    failed_rows: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str | None] = mapped_column(Text)
+    checked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"DataQualityCheck(run_pk={self.run_pk!r}, check_name={self.check_name!r}, status={self.status!r})"

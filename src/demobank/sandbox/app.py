@@ -14,20 +14,23 @@ SendGrid's ``host`` are ``http://127.0.0.1:8080/sandbox``), or run standalone wi
 ``POST /airflow/callbacks``                                    Monte Carlo integration gateway (airflow-mcd)
 ``GET|DELETE /messages``                                       what was accepted
 ``GET|PUT|DELETE /faults``                                     injected errors and latency
+``GET /core-banking/customers``                                demo core banking API (Data Factory customer sync)
 ``GET /health``                                                liveness
 ===========================================================  ============================================
 
 Note: pycarlo builds the gateway URL with ``urljoin(endpoint, "/airflow/callbacks")``, which drops any path
 prefix of the endpoint: behind the ``/sandbox`` mount the gateway callbacks arrive at
 ``/airflow/callbacks`` of the API server's root. :func:`create_gateway_app` is a one-route app to mount at
-``/airflow`` for that case.
+``/airflow`` for that case. The suite's own ``MonteCarloHook`` joins the path relative to the connection's host
+instead (``<host>/airflow/callbacks``), so its reports reach this app under ``/sandbox`` and nothing needs to be
+mounted at ``/airflow``.
 """
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from demobank.sandbox import admin_api, montecarlo_api, sendgrid_api, twilio_api
+from demobank.sandbox import admin_api, core_banking_api, montecarlo_api, sendgrid_api, twilio_api
 from demobank.sandbox.common import SandboxContext
 from demobank.sandbox.settings import SandboxSettings
 from demobank.sandbox.store import SandboxStore
@@ -58,6 +61,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     app.include_router(montecarlo_api.create_router(ctx))
     app.include_router(montecarlo_api.create_gateway_router(ctx))
     app.include_router(admin_api.create_router(ctx))
+    app.include_router(core_banking_api.create_router(ctx))
     return app
 
 

@@ -9,6 +9,10 @@
   ``mcd-gateway`` (pycarlo ``Session(scope="AirflowCallbacks")`` + ``Client.make_request``). Body
   ``{"airflow_operation": "upload_airflow_dag_result" | "upload_airflow_task_result" |
   "upload_airflow_sla_misses" | "ping", "airflow_payload": {...}}``; answers ``{"success": true, ...}``.
+  Checked like a strict serializer: the required keys, no top-level keys beyond what airflow-mcd sends (extra data
+  belongs in the free-form ``payload``), ISO date-times, and the types of the lineage fields (``tasks`` with their
+  ``inlets``/``outlets``, ``task_dependencies``, the URI lists); a refused body gets 400 with the reason. This is
+  what the suite's run reporter (:mod:`demobank.data_factory.reporting`) sends.
 
 Both check the ``x-mcd-id`` / ``x-mcd-token`` headers and record every accepted call as received.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hmac
 import json
 import uuid
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -251,8 +256,119 @@ def execute_graphql(body: Any) -> tuple[int, dict[str, Any], str | None]:
     return 200, {"data": data}, ",".join(fields) or "__typename"
 
 
+#: Optional keys of the gateway's ``airflow_payload`` per operation (the rest of what airflow-mcd 0.3.12 sends).
+#: Any other key is refused, as a strict serializer would: extensions belong in the free-form ``payload``.
+_GATEWAY_OPTIONAL: dict[str, tuple[str, ...]] = {
+    "ping": (),
+    "upload_airflow_dag_result": (
+        "reason",
+        "tags",
+        "tasks",
+        "task_dependencies",
+        "triggered_dags",
+        "dataset_schedule_uris",
+        "dataset_outlet_uris",
+        "dataset_trigger_events",
+    ),
+    "upload_airflow_task_result": ("log_url", "duration", "tags", "next_retry_date", "exception_message"),
+    "upload_airflow_sla_misses": (),
+}
+
+_DATETIME_KEYS = ("execution_date", "start_date", "end_date", "next_retry_date")
+_STRING_LIST_KEYS = ("tags", "triggered_dags", "dataset_schedule_uris", "dataset_outlet_uris")
+
+
+def _is_datetime(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _check_lineage(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        return f"{where} must be null or a list of objects, got {value!r:.200}."
+    for i, entry in enumerate(value):
+        if "uri" in entry and not (isinstance(entry["uri"], str) and entry["uri"]):
+            return f"{where}[{i}].uri must be a non-empty string, got {entry['uri']!r}."
+    return None
+
+
+def _check_tasks(tasks: Any) -> str | None:
+    if tasks is None:
+        return None
+    if not isinstance(tasks, list):
+        return f"airflow_payload.tasks must be null or a list, got {type(tasks).__name__}."
+    for i, task in enumerate(tasks):
+        where = f"airflow_payload.tasks[{i}]"
+        if not isinstance(task, dict):
+            return f"{where} must be an object."
+        if not (isinstance(task.get("task_id"), str) and task["task_id"]):
+            return f"{where}.task_id must be a non-empty string, got {task.get('task_id')!r}."
+        if not isinstance(task.get("state"), str):
+            return f"{where}.state must be a string (empty when unknown), got {task.get('state')!r}."
+        for key in ("execution_date", "start_date", "end_date"):
+            if key in task and not _is_datetime(task[key]):
+                return f"{where}.{key} must be an ISO 8601 date-time, got {task[key]!r}."
+        for key in ("inlets", "outlets"):
+            problem = _check_lineage(task.get(key), f"{where}.{key}")
+            if problem:
+                return problem
+    return None
+
+
+def _check_typed_fields(operation: str, payload: dict[str, Any]) -> str | None:
+    for key in _DATETIME_KEYS:
+        if key in payload and payload[key] is not None and not _is_datetime(payload[key]):
+            return f"airflow_payload.{key} must be an ISO 8601 date-time, got {payload[key]!r}."
+    if operation in ("upload_airflow_dag_result", "upload_airflow_task_result", "upload_airflow_sla_misses") and \
+            not isinstance(payload["payload"], dict):
+        return "airflow_payload.payload must be a JSON object."
+    for key in ("state", "reason", "log_url", "exception_message"):
+        if key in payload and payload[key] is not None and not isinstance(payload[key], str):
+            return f"airflow_payload.{key} must be a string, got {payload[key]!r}."
+    for key in _STRING_LIST_KEYS:
+        if key in payload and payload[key] is not None and not _is_string_list(payload[key]):
+            return f"airflow_payload.{key} must be null or a list of strings, got {payload[key]!r:.200}."
+    if operation == "upload_airflow_task_result":
+        if not isinstance(payload["attempt_number"], int) or isinstance(payload["attempt_number"], bool):
+            return f"airflow_payload.attempt_number must be an integer, got {payload['attempt_number']!r}."
+        duration = payload.get("duration")
+        if duration is not None and (not isinstance(duration, (int, float)) or isinstance(duration, bool)):
+            return f"airflow_payload.duration must be a number, got {duration!r}."
+    if operation == "upload_airflow_dag_result":
+        problem = _check_tasks(payload.get("tasks"))
+        if problem:
+            return problem
+        deps = payload.get("task_dependencies")
+        if deps is not None and not (
+            isinstance(deps, dict) and all(isinstance(k, str) and _is_string_list(v) for k, v in deps.items())
+        ):
+            return f"airflow_payload.task_dependencies must be null or an object of task id lists, got {deps!r:.200}."
+        events = payload.get("dataset_trigger_events")
+        if events is not None and not (
+            isinstance(events, list) and all(isinstance(e, dict) and isinstance(e.get("uri"), str) for e in events)
+        ):
+            return "airflow_payload.dataset_trigger_events must be null or a list of objects with a uri."
+        for key in ("dag_id", "run_id"):
+            if payload["payload"].get(key) != payload[key]:
+                return (f"airflow_payload.payload.{key} ({payload['payload'].get(key)!r}) differs from "
+                        f"airflow_payload.{key} ({payload[key]!r}).")
+    return None
+
+
 def check_gateway_body(body: Any) -> str | None:
-    """Check a gateway callback body like the gateway does.
+    """Check a gateway callback body like the gateway does: the operation, the required keys, no unknown keys at
+    the top level of ``airflow_payload``, and the types of what is there.
 
     :param body: the decoded JSON body.
     :return: what is wrong, or None if it is acceptable.
@@ -268,6 +384,10 @@ def check_gateway_body(body: Any) -> str | None:
     missing = [k for k in _GATEWAY_REQUIRED[operation] if k not in payload]
     if missing:
         return f"airflow_payload for {operation} is missing {missing}."
+    unknown = sorted(set(payload) - set(_GATEWAY_REQUIRED[operation]) - set(_GATEWAY_OPTIONAL[operation]))
+    if unknown:
+        return (f"airflow_payload for {operation} has unknown field(s) {unknown}; put extra data in "
+                "airflow_payload.payload.")
     for key in ("dag_id", "run_id", "task_id"):
         if key in _GATEWAY_REQUIRED[operation] and not (isinstance(payload[key], str) and payload[key]):
             return f"airflow_payload.{key} must be a non-empty string, got {payload[key]!r}."
@@ -275,7 +395,7 @@ def check_gateway_body(body: Any) -> str | None:
         return f"airflow_payload.success must be a boolean, got {payload['success']!r}."
     if "env" in payload and not (isinstance(payload["env"], dict) and payload["env"].get("env_name")):
         return "airflow_payload.env must be an object with a non-empty env_name."
-    return None
+    return _check_typed_fields(operation, payload)
 
 
 def create_router(ctx: SandboxContext) -> APIRouter:

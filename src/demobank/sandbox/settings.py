@@ -23,6 +23,8 @@ DEFAULT_SENDGRID_API_KEY = "SG.sandbox-key"  # sandbox value, not a secret
 DEFAULT_MCD_ID = "sandbox-mcd-id"  # sandbox value
 #: Default Monte Carlo API token (``x-mcd-token``) accepted by the sandbox.
 DEFAULT_MCD_TOKEN = "sandbox-mcd-token"  # noqa: S105  sandbox value, not a secret
+#: Default bearer token of the demo core banking customer API (sandbox value).
+DEFAULT_CORE_BANKING_TOKEN = "sandbox-core-banking-token"  # noqa: S105  sandbox value, not a secret
 #: SendGrid's documented limit for the whole v3 mail send request (30 MB).
 DEFAULT_SENDGRID_MAX_BODY_BYTES = 30 * 1024 * 1024
 
@@ -37,6 +39,8 @@ ENV_VARS: dict[str, str] = {
     "DEMOBANK_SANDBOX_SENDGRID_MAX_BODY_BYTES": "sendgrid_max_body_bytes",
     "DEMOBANK_SANDBOX_MCD_ID": "mcd_id",
     "DEMOBANK_SANDBOX_MCD_TOKEN": "mcd_token",
+    "DEMOBANK_SANDBOX_CORE_BANKING_URL": "core_banking_url",
+    "DEMOBANK_SANDBOX_CORE_BANKING_TOKEN": "core_banking_token",
 }
 
 
@@ -64,6 +68,10 @@ class SandboxSettings:
     ``DEMOBANK_SANDBOX_SENDGRID_MAX_BODY_BYTES`` largest accepted mail send body (default 30 MB)
     ``DEMOBANK_SANDBOX_MCD_ID``                 accepted ``x-mcd-id`` (default ``sandbox-mcd-id``)
     ``DEMOBANK_SANDBOX_MCD_TOKEN``              accepted ``x-mcd-token`` (default ``sandbox-mcd-token``)
+    ``DEMOBANK_SANDBOX_CORE_BANKING_URL``       SQLAlchemy URL of the core banking source the demo customer API
+                                                reads (default ``core_banking.db`` beside the SQLite file)
+    ``DEMOBANK_SANDBOX_CORE_BANKING_TOKEN``     accepted bearer token of that API (default
+                                                ``sandbox-core-banking-token``)
     ========================================== ====================================================
 
     :param db_path: SQLite file where accepted requests and fault settings are stored.
@@ -73,6 +81,9 @@ class SandboxSettings:
     :param sendgrid_max_body_bytes: mail send bodies larger than this are answered 413.
     :param mcd_id: the Monte Carlo API key id expected in ``x-mcd-id``.
     :param mcd_token: the Monte Carlo API token expected in ``x-mcd-token``.
+    :param core_banking_url: SQLAlchemy URL of the core banking source database ("": ``core_banking.db`` in the
+        folder of ``db_path``).
+    :param core_banking_token: the bearer token the demo core banking API accepts.
     :raises ValueError: if a value is malformed (the message names the value and the fix).
     """
 
@@ -83,6 +94,8 @@ class SandboxSettings:
     sendgrid_max_body_bytes: int = DEFAULT_SENDGRID_MAX_BODY_BYTES
     mcd_id: str = DEFAULT_MCD_ID
     mcd_token: str = DEFAULT_MCD_TOKEN
+    core_banking_url: str = ""
+    core_banking_token: str = DEFAULT_CORE_BANKING_TOKEN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "db_path", Path(self.db_path))
@@ -92,7 +105,7 @@ class SandboxSettings:
                 "followed by 32 hexadecimal digits (like Twilio's). Fix DEMOBANK_SANDBOX_TWILIO_ACCOUNT_SID "
                 "or leave it unset for the default."
             )
-        for name in ("twilio_auth_token", "sendgrid_api_key", "mcd_id", "mcd_token"):
+        for name in ("twilio_auth_token", "sendgrid_api_key", "mcd_id", "mcd_token", "core_banking_token"):
             if not getattr(self, name):
                 raise ValueError(
                     f"Sandbox setting {name} is empty: every vendor route needs a credential to check. "
