@@ -843,8 +843,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m demobank.data_factory.core_banking seed``; exit 0 on success, 2 on a usage error."""
     args = _parser().parse_args(argv)
-    from demobank.data_factory.sources import connection_url, source_write_engine
-    from demobank.db.engine import safe_url
+    from demobank.data_factory.sources import source_write_engine
+    from demobank.db.engine import connection_url, safe_url
     from demobank.db.migrate import ensure_database
 
     url = args.url or connection_url(args.conn_id)

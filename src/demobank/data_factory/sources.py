@@ -5,7 +5,7 @@ Connections (Airflow connections, so secrets stay in Airflow's connections or se
 * ``core_banking`` -- the source: ``sqlite`` (host = the file, ``make run``) or ``postgres`` (scaled out);
 * ``warehouse`` -- the target: the same two kinds.
 
-Both map to SQLAlchemy URLs with :func:`demobank.db.engine.url_from_connection` (the suite database's rules).
+Both map to SQLAlchemy URLs with :func:`demobank.db.engine.connection_url` (the suite database's rules).
 
 **Asset URIs.** Every table the pipelines read or write is an Airflow Asset whose URI names the database and
 the table, in the form Airflow 3.3.2 stores (checked in ``tests/data_factory/test_sources.py``):
@@ -37,7 +37,6 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from demobank.db.engine import url_from_connection
 from demobank.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -57,33 +56,6 @@ QUALITY_RECORD_URI = "demobank://data-factory/quality-record"
 
 class SourceUnavailableError(ConfigurationError):
     """A database or table the pipeline reads is missing or unreachable (the message says which and why)."""
-
-
-def connection_url(conn_id: str) -> str:
-    """The SQLAlchemy URL of an Airflow connection (``sqlite`` or ``postgres``).
-
-    :raises ConfigurationError: the connection is not defined, or of an unsupported type, or incomplete.
-    """
-    from airflow.sdk import BaseHook
-    from airflow.sdk.exceptions import AirflowNotFoundException
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-    except AirflowNotFoundException as exc:
-        raise ConfigurationError(
-            f"Airflow connection {conn_id!r} is not defined: add it in Admin -> Connections (make run imports it "
-            f"from airflow_settings.yaml) or set AIRFLOW_CONN_{conn_id.upper()}."
-        ) from exc
-    return url_from_connection(
-        conn.conn_type,
-        host=conn.host,
-        login=conn.login,
-        password=conn.password,
-        port=conn.port,
-        schema=conn.schema,
-        extra=conn.extra_dejson,
-        conn_id=conn_id,
-    )
 
 
 def source_read_engine(url: str) -> Engine:

@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.url:
         url = args.url
     else:
-        from demobank.data_factory.sources import connection_url
+        from demobank.db.engine import connection_url
 
         url = connection_url(args.conn_id)
     if args.create_database and ensure_database(url):

@@ -145,6 +145,14 @@ def database_url(conn_id: str = DEFAULT_CONN_ID) -> str:
     if override:
         return override
 
+    return connection_url(conn_id)
+
+
+def connection_url(conn_id: str) -> str:
+    """The SQLAlchemy URL of an Airflow connection of type ``sqlite`` or ``postgres`` (no override).
+
+    :raises ConfigurationError: the connection is not defined, of an unsupported type, or incomplete.
+    """
     # Lazy: importing Airflow is slow, and tools that set DEMOBANK_DB_URL never need it.
     from airflow.sdk import BaseHook
     from airflow.sdk.exceptions import AirflowNotFoundException
