@@ -60,7 +60,8 @@ def data_factory_customer_sync() -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from demobank.data_factory.customers import CustomerDataError, sync_step
-        from demobank.data_factory.sources import WAREHOUSE_CONN_ID, connection_url
+        from demobank.data_factory.sources import WAREHOUSE_CONN_ID
+        from demobank.db.engine import connection_url
         from demobank.exceptions import ConfigurationError
 
         try:
@@ -75,7 +76,8 @@ def data_factory_customer_sync() -> None:
     def publish_customer_events(synced: dict, ti=None) -> dict:
         """Publish customer.created for the queued customers."""
         from demobank.data_factory.customers import publish_step
-        from demobank.data_factory.sources import WAREHOUSE_CONN_ID, connection_url
+        from demobank.data_factory.sources import WAREHOUSE_CONN_ID
+        from demobank.db.engine import connection_url
 
         return publish_step(dag_id=ti.dag_id, run_id=ti.run_id, warehouse_url=connection_url(WAREHOUSE_CONN_ID))
 

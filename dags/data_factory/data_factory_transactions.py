@@ -71,8 +71,9 @@ def data_factory_transactions() -> None:
         """Resolve the business day and check that its export is there."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from demobank.data_factory.sources import CORE_BANKING_CONN_ID, connection_url
+        from demobank.data_factory.sources import CORE_BANKING_CONN_ID
         from demobank.data_factory.transactions import check_source_step
+        from demobank.db.engine import connection_url
         from demobank.exceptions import ConfigurationError
 
         params = params or {}
@@ -95,8 +96,9 @@ def data_factory_transactions() -> None:
         """Validate, quarantine, transform and load the day, all or nothing, behind the quality gate."""
         from airflow.sdk.exceptions import AirflowFailException
 
-        from demobank.data_factory.sources import CORE_BANKING_CONN_ID, WAREHOUSE_CONN_ID, connection_url
+        from demobank.data_factory.sources import CORE_BANKING_CONN_ID, WAREHOUSE_CONN_ID
         from demobank.data_factory.transactions import DataQualityError, load_step
+        from demobank.db.engine import connection_url
 
         try:
             return load_step(
@@ -112,8 +114,9 @@ def data_factory_transactions() -> None:
           outlets=[OUTBOX_ASSET, ASSETS.loads, ASSETS.quality])
     def publish_events(loaded: dict, ti=None) -> dict:
         """Publish transaction.created for the new rows (of this and any earlier unfinished load)."""
-        from demobank.data_factory.sources import WAREHOUSE_CONN_ID, connection_url
+        from demobank.data_factory.sources import WAREHOUSE_CONN_ID
         from demobank.data_factory.transactions import publish_step
+        from demobank.db.engine import connection_url
 
         return publish_step(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
                             warehouse_url=connection_url(WAREHOUSE_CONN_ID))

@@ -123,3 +123,12 @@ def live_platform(tmp_path_factory) -> Iterator[LivePlatform]:
 def api(live_platform: LivePlatform) -> Api:
     """Airflow's REST API, the plugin's API and the sandbox of the live platform, signed in as admin."""
     return Api(live_platform)
+
+
+@pytest.fixture(scope="session")
+def data_factory_runs(api: Api) -> dict[str, str]:
+    """Run ids of `data_factory_transactions` for the sample day, the half-malformed day and the never exported day
+    (``tests.e2e.data_factory``), triggered once for the session's Data Factory tests and the Data Quality tab."""
+    from tests.e2e.data_factory import trigger_data_factory_days
+
+    return trigger_data_factory_days(api)

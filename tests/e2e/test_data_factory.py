@@ -15,16 +15,12 @@ from contextlib import closing
 from typing import Any
 
 import pytest
-import requests
 
 from tests.e2e.api import Api
 from tests.e2e.conftest import LivePlatform
+from tests.e2e.data_factory import DAG, HALF_BAD_DAY, NEVER_EXPORTED, SAMPLE_DAY, SYNC, trigger
 
 pytestmark = pytest.mark.e2e
-
-DAG = "data_factory_transactions"
-SYNC = "data_factory_customer_sync"
-SAMPLE_DAY, HALF_BAD_DAY, NEVER_EXPORTED = "2026-01-08", "2026-01-09", "2025-12-31"
 
 
 def query(platform: LivePlatform, database: str, sql: str, *params: Any) -> list[tuple]:
@@ -42,18 +38,6 @@ def snapshot(platform: LivePlatform, day: str) -> dict[str, list[tuple]]:
     return tables
 
 
-def trigger(api: Api, dag_id: str, conf: dict[str, Any]) -> str:
-    """Trigger a run; retried when Airflow's SQLite metadata database was too busy to answer (a 500 "Database
-    error" after its 60 s lock wait; the run id is ours, so a retry cannot start a second run)."""
-    for attempt in range(3):
-        response = api.trigger(dag_id, conf)
-        if response.status_code == 200:
-            return response.json()["dag_run_id"]
-        if response.status_code != 500 or "Database error" not in response.text or attempt == 2:
-            raise AssertionError(f"trigger {dag_id} {conf}: {response.status_code} {response.text[:1000]}")
-    raise AssertionError("unreachable")
-
-
 def day_events(platform: LivePlatform, day: str) -> int:
     return query(platform, "demobank.db", "SELECT count(*) FROM outbox_events WHERE type = 'transaction.created' "
                  "AND subject LIKE ?", f"TXN-{day.replace('-', '')}%")[0][0]
@@ -67,36 +51,9 @@ def quality(platform: LivePlatform, run_id: str) -> dict[str, Any]:
     return dict(zip(keys, rows[0], strict=True)) if rows else {}
 
 
-def wait_until_idle(api: Api, *dag_ids: str, timeout: float = 240) -> None:
-    """Wait until no run of ``dag_ids`` is queued or running (the scheduled runs `make run` starts with)."""
-    deadline = time.monotonic() + timeout
-    busy: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        try:
-            busy = [run for dag_id in dag_ids
-                    for run in api.get(f"/dags/{dag_id}/dagRuns", state=["queued", "running"], limit=10)["dag_runs"]]
-        except requests.Timeout:  # the metadata database is busy: ask again
-            continue
-        if not busy:
-            return
-        time.sleep(2)
-    pytest.fail(f"runs still busy after {timeout} s: {[(r['dag_id'], r['dag_run_id'], r['state']) for r in busy]}")
-
-
-@pytest.fixture(scope="module")
-def runs(api: Api) -> dict[str, str]:
-    """Trigger the sample day, the half-malformed day and the never exported day at once (they queue: the DAG runs
-    one at a time), once the scheduled runs of the platform's start are done (the scheduled day has no export: that
-    run fails in check_source); the re-run of the sample day comes later, in its test."""
-    api.wait_for_dag(DAG)
-    api.wait_for_dag(SYNC)
-    wait_until_idle(api, DAG, SYNC)
-    return {day: trigger(api, DAG, {"date": day}) for day in (SAMPLE_DAY, HALF_BAD_DAY, NEVER_EXPORTED)}
-
-
 def test_a_sample_day_loads_the_warehouse_and_a_re_run_changes_nothing(
-        api: Api, live_platform: LivePlatform, runs: dict[str, str]) -> None:
-    run_id = runs[SAMPLE_DAY]
+        api: Api, live_platform: LivePlatform, data_factory_runs: dict[str, str]) -> None:
+    run_id = data_factory_runs[SAMPLE_DAY]
     run = api.wait_for_run(DAG, run_id)
     assert run["state"] == "success", api.task_states(DAG, run_id)
 
@@ -124,8 +81,8 @@ def test_a_sample_day_loads_the_warehouse_and_a_re_run_changes_nothing(
 
 
 def test_a_day_with_half_of_its_rows_malformed_fails_in_validate_and_load_with_the_share_and_the_threshold(
-        api: Api, live_platform: LivePlatform, runs: dict[str, str]) -> None:
-    run_id = runs[HALF_BAD_DAY]
+        api: Api, live_platform: LivePlatform, data_factory_runs: dict[str, str]) -> None:
+    run_id = data_factory_runs[HALF_BAD_DAY]
     run = api.wait_for_run(DAG, run_id)
 
     assert run["state"] == "failed"
@@ -144,8 +101,8 @@ def test_a_day_with_half_of_its_rows_malformed_fails_in_validate_and_load_with_t
 
 
 def test_a_missing_source_fails_in_check_source_with_a_clear_message(
-        api: Api, live_platform: LivePlatform, runs: dict[str, str]) -> None:
-    run_id = runs[NEVER_EXPORTED]
+        api: Api, live_platform: LivePlatform, data_factory_runs: dict[str, str]) -> None:
+    run_id = data_factory_runs[NEVER_EXPORTED]
     run = api.wait_for_run(DAG, run_id)
 
     assert run["state"] == "failed"
