@@ -13,7 +13,13 @@ the warehouse (`warehouse.customers`), and announces the new ones as `customer.c
 2. `publish_customer_events`: the queued `customer.created` events through the outbox (idempotency key: the
    customer id), which starts `events_dispatch`.
 
-Counts and checks of each run are in the data quality record. Building blocks: `demobank.data_factory.customers`.
+Counts and checks of each run are in the data quality record.
+
+**Monte Carlo.** After every run, success or failure, its outcome, timing, failed task and lineage (each task's
+inlets and outlets as asset URIs, the task dependencies) go to Monte Carlo (connection `montecarlo_default`;
+kept in the suite's database and re-sent by `data_factory_report_sweep` while Monte Carlo is unreachable). Each
+task has a "View in Monte Carlo" link; the DAG's **Data Quality** tab shows the run history.
+ Building blocks: `demobank.data_factory.customers`.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag, task
 
+from demobank.connectors.montecarlo import add_monte_carlo_link
 from demobank.data_factory.assets import customer_assets
 from demobank.data_factory.quality import on_task_failure
+from demobank.data_factory.reporting import MonteCarloRunReporter
 from demobank.events.outbox_asset import OUTBOX_ASSET
 
+report_run = MonteCarloRunReporter()  # every finished run, success or failure, to Monte Carlo
 ASSETS = customer_assets()
 
 
@@ -37,6 +46,8 @@ ASSETS = customer_assets()
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    on_success_callback=report_run,
+    on_failure_callback=report_run,
     tags=["data_factory"],
     params={
         "publish_backfill": Param(False, type="boolean", title="Announce a backfill",
@@ -81,7 +92,8 @@ def data_factory_customer_sync() -> None:
 
         return publish_step(dag_id=ti.dag_id, run_id=ti.run_id, warehouse_url=connection_url(WAREHOUSE_CONN_ID))
 
-    publish_customer_events(sync_customers())
+    synced = sync_customers()
+    add_monte_carlo_link(synced, publish_customer_events(synced))
 
 
 data_factory_customer_sync()

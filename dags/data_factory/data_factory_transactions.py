@@ -21,7 +21,13 @@ the day).
    transaction id), which starts `events_dispatch`. A re-run publishes nothing twice.
 
 Every table read or written is an inlet or outlet (Airflow Assets), and each run's counts and check results are
-in the data quality record (`demobank.data_factory.quality`). Building blocks: `demobank.data_factory`.
+in the data quality record (`demobank.data_factory.quality`).
+
+**Monte Carlo.** After every run, success or failure, its outcome, timing, failed task and lineage (each task's
+inlets and outlets as asset URIs, the task dependencies) go to Monte Carlo (connection `montecarlo_default`;
+kept in the suite's database and re-sent by `data_factory_report_sweep` while Monte Carlo is unreachable). Each
+task has a "View in Monte Carlo" link; the DAG's **Data Quality** tab shows the run history.
+ Building blocks: `demobank.data_factory`.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
+from demobank.connectors.montecarlo import add_monte_carlo_link
 from demobank.data_factory.assets import transaction_assets
 from demobank.data_factory.quality import on_task_failure
+from demobank.data_factory.reporting import MonteCarloRunReporter
 from demobank.events.outbox_asset import OUTBOX_ASSET
 
+report_run = MonteCarloRunReporter()  # every finished run, success or failure, to Monte Carlo
 ASSETS = transaction_assets()
 
 
@@ -45,6 +54,8 @@ ASSETS = transaction_assets()
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
+    on_success_callback=report_run,
+    on_failure_callback=report_run,
     tags=["data_factory"],
     params={
         "date": Param(None, type=["null", "string"], format="date", pattern=r"^\d{4}-\d{2}-\d{2}$",
@@ -121,7 +132,9 @@ def data_factory_transactions() -> None:
         return publish_step(dag_id=ti.dag_id, run_id=ti.run_id, task_id=ti.task_id,
                             warehouse_url=connection_url(WAREHOUSE_CONN_ID))
 
-    publish_events(validate_and_load(check_source()))
+    source = check_source()
+    loaded = validate_and_load(source)
+    add_monte_carlo_link(source, loaded, publish_events(loaded))
 
 
 data_factory_transactions()

@@ -18,6 +18,7 @@ from demobank.data_factory.core_banking import (
     DEMO_PLAN,
     TRANSACTION_COLUMNS,
     DaySpec,
+    demo_plan,
     generate_day,
     generate_reference,
 )
@@ -131,3 +132,13 @@ def test_the_seed_command_writes_the_source_once(tmp_path: Path) -> None:
         assert db.execute("SELECT count(DISTINCT currency) FROM fx_rates").fetchone()[0] == 7
         indexes = {row[1] for row in db.execute("SELECT * FROM sqlite_master WHERE type = 'index'")}
         assert "ix_transactions_business_date_row_id" in indexes
+
+
+def test_make_runs_plan_adds_yesterday_so_the_daily_scheduled_run_finds_an_export() -> None:
+    plan = demo_plan(date(2026, 11, 26))
+    assert plan[: len(DEMO_PLAN)] == DEMO_PLAN
+    assert plan[-1].day == date(2026, 11, 25) and 0 < plan[-1].rows <= 1_000
+    assert demo_plan(date(2026, 1, 6)) == DEMO_PLAN  # yesterday is already a demo day: not given twice
+    columns = generate_day(REF, plan[-1])
+    assert set(columns["business_date"]) == {"2026-11-25"}
+    assert all(value.startswith("2026-11-25") for value in columns["booked_at"] if value[:4].isdigit())

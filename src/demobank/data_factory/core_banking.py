@@ -30,9 +30,10 @@ Malformed rows can be injected at a given share of a day (each gets exactly one 
 a non-decimal, negative, missing or over-precise amount, an unknown currency, a missing or unknown account, a
 malformed timestamp, an invalid direction, or a duplicate of an earlier row.
 
-``make run`` seeds :data:`DEMO_PLAN`: 2026-01-01 through 2026-01-07 (about 300,000 transactions, 0.2% of
+``make run`` seeds :func:`demo_plan`: 2026-01-01 through 2026-01-07 (about 300,000 transactions, 0.2% of
 them malformed), plus two small days for the end-to-end tests: 2026-01-08 (2,000 rows, 5% malformed) and
-2026-01-09 (2,000 rows, 50% malformed). Command line::
+2026-01-09 (2,000 rows, 50% malformed), plus yesterday (500 rows), the day the daily scheduled run loads.
+Command line::
 
     python -m demobank.data_factory.core_banking seed --url sqlite:///.airflow/core_banking.db
     python -m demobank.data_factory.core_banking seed --conn-id core_banking --day 2026-01-05:1000000:0
@@ -292,6 +293,22 @@ DEMO_PLAN: tuple[DaySpec, ...] = (
 )
 """What ``make run`` seeds: 2026-01-01..07 (about 300,000 rows, 0.2% malformed); 2026-01-08 (2,000 rows, 5%
 malformed) and 2026-01-09 (2,000 rows, 50% malformed) for the end-to-end tests."""
+
+RECENT_DAY_ROWS = 500
+"""The size of the rolling "yesterday" that :func:`demo_plan` adds (small: it is loaded as soon as `make run`
+starts, beside whatever the user does)."""
+
+
+def demo_plan(today: date | None = None) -> tuple[DaySpec, ...]:
+    """:data:`DEMO_PLAN` plus the day before ``today`` (UTC), so that the daily scheduled run `make run` starts
+    with (it loads "yesterday") finds an export instead of failing as a missing source.
+
+    The generator seeds each day on its own, so adding yesterday changes no other day's rows.
+    """
+    yesterday = (today or datetime.now(UTC).date()) - timedelta(days=1)
+    if any(spec.day == yesterday for spec in DEMO_PLAN):
+        return DEMO_PLAN
+    return (*DEMO_PLAN, DaySpec(yesterday, RECENT_DAY_ROWS, 0.002))
 
 
 @dataclass(frozen=True)
@@ -855,7 +872,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     engine = source_write_engine(url)
     try:
-        result = seed(engine, tuple(args.day) if args.day else DEMO_PLAN, args.seed,
+        result = seed(engine, tuple(args.day) if args.day else demo_plan(), args.seed,
                       customers_count=args.customers, force=args.force)
     finally:
         engine.dispose()
