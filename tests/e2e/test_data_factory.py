@@ -15,6 +15,7 @@ from contextlib import closing
 from typing import Any
 
 import pytest
+import requests
 
 from tests.e2e.api import Api
 from tests.e2e.conftest import LivePlatform
@@ -145,3 +146,100 @@ def test_the_customer_sync_brings_a_new_customer_and_announces_it(api: Api, live
         with closing(sqlite3.connect(live_platform.home / "warehouse.db", timeout=60)) as db, db:
             db.execute("DELETE FROM customers WHERE customer_id = ?", (customer_id,))
     assert events == 1 and in_warehouse == 1
+
+
+# -- Monte Carlo run reports (the sandbox's integration gateway stands in for Monte Carlo) --------------------------
+
+REPORT_TIMEOUT = 180  # the DAG processor runs DAG-level callbacks after the run ends, on a busy 2-CPU machine
+
+
+def montecarlo_reports(api: Api) -> dict[str, dict[str, Any]]:
+    """Every DAG run report the sandbox's Monte Carlo gateway accepted, by run id (airflow-mcd's payload)."""
+    return {m["payload"]["airflow_payload"]["run_id"]: m["payload"]["airflow_payload"]
+            for m in api.sandbox("montecarlo") if m["operation"] == "upload_airflow_dag_result"}
+
+
+def wait_for_reports(api: Api, run_ids: list[str], timeout: float = REPORT_TIMEOUT) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while True:
+        reports = montecarlo_reports(api)
+        if all(run_id in reports for run_id in run_ids) or time.monotonic() > deadline:
+            missing = [run_id for run_id in run_ids if run_id not in reports]
+            assert not missing, f"Monte Carlo never received the reports of {missing}"
+            return {run_id: reports[run_id] for run_id in run_ids}
+        time.sleep(3)
+
+
+def stored_reports(platform: LivePlatform, run_ids: list[str]) -> dict[str, str]:
+    """The status of each run's report in the suite database's outbox of reports (``run_reports``)."""
+    marks = ", ".join("?" for _ in run_ids)
+    return dict(query(platform, "demobank.db", f"SELECT run_id, status FROM run_reports WHERE run_id IN ({marks})",
+                      *run_ids))
+
+
+def airflow_lineage(api: Api, dag_id: str) -> tuple[set[str], set[str]]:
+    """The URIs of the assets Airflow itself records as read (inlets) and written (outlets) by the DAG's tasks."""
+    assets = api.get("/assets", limit=1000)["assets"]
+    inlets = {a["uri"] for a in assets if any(t["dag_id"] == dag_id for t in a["consuming_tasks"])}
+    outlets = {a["uri"] for a in assets if any(t["dag_id"] == dag_id for t in a["producing_tasks"])}
+    return inlets, outlets
+
+
+def test_monte_carlo_gets_one_success_report_with_exactly_the_dags_inlets_and_outlets(
+        api: Api, data_factory_runs: dict[str, str]) -> None:
+    run_id = data_factory_runs[SAMPLE_DAY]
+    assert api.wait_for_run(DAG, run_id)["state"] == "success"
+    report = wait_for_reports(api, [run_id])[run_id]
+
+    messages = [m for m in api.sandbox("montecarlo") if m["operation"] == "upload_airflow_dag_result"
+                and m["payload"]["airflow_payload"]["run_id"] == run_id]
+    assert len(messages) == 1  # one report per run
+    assert (report["dag_id"], report["state"], report["success"]) == (DAG, "success", True)
+    assert report["payload"]["failed_task_ids"] == []
+    assert report["task_dependencies"] == {"check_source": ["validate_and_load"],
+                                           "validate_and_load": ["publish_events"], "publish_events": []}
+    inlets, outlets = airflow_lineage(api, DAG)
+    assert inlets and outlets
+    assert {i["uri"] for task in report["tasks"] for i in task["inlets"]} == inlets
+    assert set(report["payload"]["dataset_inlet_uris"]) == inlets
+    assert {o["uri"] for task in report["tasks"] for o in task["outlets"]} == outlets
+    assert set(report["dataset_outlet_uris"]) == outlets
+    assert any(uri.startswith("sqlite:/") and uri.endswith("/core_banking.db/transactions") for uri in inlets)
+    assert any(uri.endswith("/warehouse.db/transactions") for uri in outlets)
+
+
+def test_a_failed_run_is_reported_to_monte_carlo_naming_the_failed_task(
+        api: Api, data_factory_runs: dict[str, str]) -> None:
+    run_id = data_factory_runs[HALF_BAD_DAY]
+    assert api.wait_for_run(DAG, run_id)["state"] == "failed"
+    report = wait_for_reports(api, [run_id])[run_id]
+
+    assert (report["state"], report["success"]) == ("failed", False)
+    assert report["payload"]["failed_task_ids"] == ["validate_and_load"]
+    states = {task["task_id"]: task["state"] for task in report["tasks"]}
+    assert states == {"check_source": "success", "validate_and_load": "failed", "publish_events": "upstream_failed"}
+
+
+def test_with_monte_carlo_down_for_five_runs_all_five_reports_arrive_once_it_is_back(
+        api: Api, live_platform: LivePlatform) -> None:
+    api.wait_for_dag(SYNC)
+    down = requests.put(f"{api.base}/sandbox/faults", timeout=30,
+                        json={"error_rate": 1, "error_statuses": [503], "channels": ["montecarlo"]})
+    assert down.status_code == 200, down.text
+    try:
+        run_ids = [trigger(api, SYNC, {}) for _ in range(5)]  # they queue: one run at a time
+        for run_id in run_ids:
+            assert api.wait_for_run(SYNC, run_id)["state"] == "success", api.task_states(SYNC, run_id)
+        deadline = time.monotonic() + REPORT_TIMEOUT
+        while len(stored_reports(live_platform, run_ids)) < 5 and time.monotonic() < deadline:
+            time.sleep(3)  # each run's callback stores its report, then fails to send it
+        assert stored_reports(live_platform, run_ids) == dict.fromkeys(run_ids, "pending")
+        assert not set(run_ids) & set(montecarlo_reports(api))  # none got through the outage
+    finally:
+        requests.delete(f"{api.base}/sandbox/faults", timeout=30).raise_for_status()
+
+    sweep_id = trigger(api, "data_factory_report_sweep", {})
+    assert api.wait_for_run("data_factory_report_sweep", sweep_id)["state"] == "success"
+    reports = wait_for_reports(api, run_ids, timeout=60)
+    assert {run_id: report["state"] for run_id, report in reports.items()} == dict.fromkeys(run_ids, "success")
+    assert stored_reports(live_platform, run_ids) == dict.fromkeys(run_ids, "accepted")
