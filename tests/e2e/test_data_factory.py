@@ -207,6 +207,11 @@ def test_monte_carlo_gets_one_success_report_with_exactly_the_dags_inlets_and_ou
     assert any(uri.startswith("sqlite:/") and uri.endswith("/core_banking.db/transactions") for uri in inlets)
     assert any(uri.endswith("/warehouse.db/transactions") for uri in outlets)
 
+    for task_id in ("check_source", "validate_and_load", "publish_events"):  # the task's "View in Monte Carlo"
+        links = api.get(f"/dags/{DAG}/dagRuns/{run_id}/taskInstances/{task_id}/links")
+        expected = f"https://getmontecarlo.com/jobs?search={DAG}&run_id={run_id}"
+        assert links["extra_links"]["View in Monte Carlo"] == expected
+
 
 def test_a_failed_run_is_reported_to_monte_carlo_naming_the_failed_task(
         api: Api, data_factory_runs: dict[str, str]) -> None:
