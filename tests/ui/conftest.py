@@ -120,3 +120,173 @@ def live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveServer]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+# -- the Data Quality tab ------------------------------------------------------------------------------------------
+
+QUALITY_DAG = "data_factory_transactions"
+#: What the tests' stand-in for Airflow's metadata database knows (tags decide what is a Data Factory DAG).
+KNOWN_DAGS: dict[str, frozenset[str]] = {
+    "data_factory_transactions": frozenset({"data_factory"}),
+    "data_factory_customer_sync": frozenset({"data_factory"}),
+    "events_dispatch": frozenset({"events"}),
+}
+#: The failed run's error: HTML special characters that the page must show as text.
+HTML_ERROR = ('50.0% of the rows of 2026-01-09 are bad (1,000 of 2,000), above the threshold of 10.0% '
+              '<img src=x onerror="window.pwned=1"> & <b>"quotes"</b>')
+MISSING_SOURCE_ERROR = ("the core banking source has no export for business day 2025-12-31: run the export, or "
+                        "trigger with conf {\"date\": \"YYYY-MM-DD\"} for an exported day")
+
+
+@dataclass(frozen=True)
+class QualityRuns:
+    """The run ids of the recorded scenario (oldest first)."""
+
+    success: str
+    failed_load: str
+    failed_source: str
+    running: str | None = None
+
+
+def _record_quality_run(engine: Engine, dag_id: str, run_id: str, day: str, *, rows_in: int = 0, bad: int = 0,
+                        threshold: float = 0.10, fail_at: str | None = None, error: str | None = None,
+                        finish: bool = True) -> None:
+    """Write one run's record through ``QualityRecorder`` in the order and shape the pipeline's steps write it
+    (``demobank.data_factory.transactions``): check_source, validate_and_load, publish_events."""
+    from datetime import date
+
+    from demobank.data_factory.quality import CheckResult, QualityRecorder, TableCounts
+    from demobank.db.models import QualityRunStatus
+
+    recorder = QualityRecorder(engine, dag_id, run_id)
+    recorder.start(date.fromisoformat(day), max_bad_share=threshold)
+    if not finish:
+        return
+    if fail_at == "check_source":
+        recorder.checks("check_source", [CheckResult("source_available", "source", "failed", message=error,
+                                                     table="core_banking.export_batches")])
+        recorder.finish(QualityRunStatus.FAILED, failed_task="check_source", error=error)
+        return
+    recorder.checks("check_source", [CheckResult("source_available", "source", "passed", checked_rows=rows_in,
+                                                 message=f"export of {day} found: {rows_in} rows",
+                                                 table="core_banking.export_batches")])
+    good, share = rows_in - bad, bad / rows_in
+    failing = fail_at == "validate_and_load"
+    recorder.checks("validate_and_load", [
+        CheckResult("required_fields", "nulls", "warning" if bad else "passed", checked_rows=rows_in,
+                    failed_rows=bad // 2, message="transaction_id, account_id, amount are present",
+                    table="core_banking.transactions"),
+        CheckResult("amount_positive", "amount", "warning" if bad else "passed", checked_rows=rows_in,
+                    failed_rows=bad - bad // 2, message="amount is above zero", table="core_banking.transactions"),
+        CheckResult("export_complete", "volume", "passed", checked_rows=rows_in,
+                    message=f"{rows_in:,} rows read", table="core_banking.transactions"),
+        CheckResult("bad_share_threshold", "gate", "failed" if share > threshold else "passed",
+                    checked_rows=rows_in, failed_rows=bad,
+                    message=f"{share:.2%} bad rows ({bad:,} of {rows_in:,}); threshold {threshold:.2%}",
+                    table="core_banking.transactions"),
+    ])
+    recorder.tables([
+        TableCounts("core_banking.transactions", "sqlite:///core_banking.db/transactions", rows_in=rows_in,
+                    rows_out=good, rows_quarantined=bad),
+        TableCounts("warehouse.transactions", "sqlite:///warehouse.db/transactions", rows_in=good,
+                    rows_out=0 if failing else good,
+                    detail={"inserted": 0 if failing else good, "changed": 0, "unchanged": 0,
+                            "committed": not failing}),
+        TableCounts("warehouse.quarantine_transactions", "sqlite:///warehouse.db/quarantine_transactions",
+                    rows_in=bad, rows_out=bad, rows_quarantined=bad),
+    ])
+    recorder.update(rows_in=rows_in, rows_loaded=0 if failing else good, rows_quarantined=bad, bad_share=share,
+                    max_bad_share=threshold)
+    if failing:
+        recorder.finish(QualityRunStatus.FAILED, failed_task="validate_and_load", error=error)
+        return
+    recorder.update(events_published=good)
+    recorder.tables([TableCounts("demobank.outbox_events", "demobank://events/outbox", rows_out=good,
+                                 detail={"event_type": "transaction.created"})])
+    recorder.finish(QualityRunStatus.SUCCESS)
+
+
+@pytest.fixture
+def record_quality_run(engine: Engine) -> Callable[..., None]:
+    """``record(dag_id, run_id, day, rows_in=, bad=, threshold=, fail_at=, error=, finish=)``: one run's record."""
+    return lambda dag_id, run_id, day, **kwargs: _record_quality_run(engine, dag_id, run_id, day, **kwargs)
+
+
+@pytest.fixture
+def quality_runs(engine: Engine) -> QualityRuns:
+    """The runs the Data Quality tab is checked with (like `make run`'s end-to-end days): a sample day with 5%
+    quarantined, a day that fails in validate_and_load (50% bad, an error with HTML special characters), a day
+    that fails in check_source, recorded in this order."""
+    runs = QualityRuns("manual__2026-01-08T10:00:00+00:00", "manual__2026-01-09T10:00:00+00:00",
+                       "manual__2025-12-31T10:00:00+00:00")
+    _record_quality_run(engine, QUALITY_DAG, runs.success, "2026-01-08", rows_in=2_000, bad=100)
+    _record_quality_run(engine, QUALITY_DAG, runs.failed_load, "2026-01-09", rows_in=2_000, bad=1_000,
+                        fail_at="validate_and_load", error=HTML_ERROR)
+    _record_quality_run(engine, QUALITY_DAG, runs.failed_source, "2025-12-31", fail_at="check_source",
+                        error=MISSING_SOURCE_ERROR)
+    return runs
+
+
+def known_dag(dag_id: str) -> Any:
+    """The tests' stand-in for Airflow's metadata database (``quality_api.airflow_dag_info``)."""
+    from demobank.ui.quality_api import DagInfo
+
+    tags = KNOWN_DAGS.get(dag_id)
+    return DagInfo(exists=tags is not None, tags=tags or frozenset())
+
+
+@pytest.fixture
+def montecarlo_connection(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Monte Carlo connection (from the environment) whose links open ``https://mc.example.test``."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_MONTECARLO_DEFAULT", json.dumps(
+        {"conn_type": "montecarlo", "host": "http://127.0.0.1:9/sandbox",
+         "extra": {"ui_url": "https://mc.example.test", "ui_path": "/jobs?search={dag_id}"}}))
+    return "https://mc.example.test"
+
+
+def quality_app(engine: Engine) -> FastAPI:
+    """The Data Quality routes, as the plugin app has them under ``/demobank`` (no Airflow auth: the real app's
+    is tested on its own)."""
+    from demobank.ui.quality_api import create_router
+
+    app = FastAPI()
+    app.include_router(create_router(lambda: engine, known_dag, access=()), prefix="/demobank")
+    return app
+
+
+@pytest.fixture
+def quality_client(engine: Engine) -> Iterator[TestClient]:
+    with TestClient(quality_app(engine)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def quality_live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveServer]:
+    """The Data Quality page and API served by uvicorn on a free port of 127.0.0.1, in a background thread."""
+    import uvicorn
+
+    from demobank.ui.quality_api import monte_carlo_links
+    from tests.conftest import free_port
+
+    # Import Airflow's SDK (the Monte Carlo links read a connection) before the browser's first request: it takes
+    # seconds once per process, which the API server has long paid when a user opens the tab.
+    monte_carlo_links(QUALITY_DAG)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(quality_app(engine), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, name="quality-page-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port} within 20 s")
+        time.sleep(0.05)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 
 from demobank.ui.events_api import create_router as create_events_router
+from demobank.ui.quality_api import create_router as create_quality_router
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
@@ -117,6 +118,7 @@ def create_app() -> FastAPI:
     api.include_router(create_events_router())
     app.include_router(pages)
     app.include_router(api)
+    app.include_router(create_quality_router())  # /data-quality/{dag_id} and /api/v1/data-quality/… (full paths)
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
     def not_found(path: str) -> JSONResponse:

@@ -11,6 +11,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from demobank.ui.app import PAGES, create_app, sandbox_enabled
+from demobank.ui.quality_api import DAG_TAB
 
 APP_PREFIX = "/demobank"
 SANDBOX_PREFIX = "/sandbox"
@@ -40,6 +41,9 @@ def _external_views() -> list[dict[str, Any]]:
                 "url_route": f"demobank-{page['path']}",
             }
         )
+    # The Data Quality tab: Airflow shows it on every DAG's page and puts the DAG's id in place of {DAG_ID}.
+    views.append({"name": DAG_TAB["name"], "href": f"{APP_PREFIX}/{DAG_TAB['path']}", "destination": "dag",
+                  "url_route": DAG_TAB["url_route"]})
     return views
 
 
