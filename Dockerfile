@@ -33,7 +33,7 @@ RUN apt-get update \
 WORKDIR /tmp/build
 COPY requirements.txt ./
 RUN pip install uv==${UV_VERSION} \
-    && uv pip install --system -r requirements.txt
+    && uv pip install --system --compile-bytecode -r requirements.txt
 
 # The suite's package (its dependencies are all in requirements.txt already: --no-deps).
 COPY pyproject.toml README.md ./

@@ -14,7 +14,8 @@ its GraphQL mutation has no such arguments, which is why airflow-mcd's DAG repor
 ``urljoin(endpoint, "/airflow/callbacks")`` would drop a path prefix such as ``/sandbox``; for the real gateway
 (a bare host) both give the same URL.
 
-Every call is one HTTP request without retries (pycarlo would retry 5xx with backoff for minutes): whoever
+Every call is one HTTP request without retries (pycarlo's own client retries with backoff: 33 s for a 503, over two
+minutes for a hanging gateway, see BENCHMARKS.md `montecarlo_report`): whoever
 calls decides (the run reporter keeps the report and a sweep re-sends it).
 """
 
