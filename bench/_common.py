@@ -33,7 +33,7 @@ BENCHMARKS_MD = PROJECT_DIR / "BENCHMARKS.md"
 _HEADER = """# Benchmarks
 
 Benchmarks are not tests: they measure, print a table and refresh their own section below; no test asserts a
-timing. `make bench` runs every `bench/*.py` (it stops at the first one that misses a target). Machines are
+timing. `make bench` runs every `bench/*.py` (all of them; it fails at the end if one missed a target). Machines are
 noisy, so each section reports medians of repeated runs and ratios measured in the same run, with the machine
 and the date.
 """

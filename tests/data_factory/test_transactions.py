@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -260,3 +262,82 @@ def test_balances_carry_over_from_the_previous_day(dbs: Databases) -> None:
             "SELECT opening_balance, debits, credits, closing_balance FROM account_daily_balances LIMIT 50")).all()
     assert pairs and all(float(a) == pytest.approx(float(b)) for a, b in pairs)
     assert all(float(o) - float(d) + float(c) == pytest.approx(float(cl)) for o, d, c, cl in sample)
+
+
+TRICKY_TEXTS = ["tab\there", "new\nline and cr\rhere", "back\\slash, \\N, \\t as text", "\\N", "", "ünïcødé € 漢字",
+                "'quoted' \"both\""]
+
+
+@pytest.fixture(name="tricky_source")
+def tricky_source_fixture() -> Iterator[str]:
+    """A PostgreSQL source whose day has free texts with every character ``COPY`` escapes, a code to normalise on a
+    row with such a text, and a malformed amount with a tab in it."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from demobank.data_factory.core_banking import DaySpec, seed
+    from demobank.data_factory.sources import source_write_engine
+    from demobank.db.engine import dispose_engines
+    from tests.db.conftest import _find_postgres
+
+    admin_url = _find_postgres()
+    name = f"demobank_test_tricky_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        engine = source_write_engine(url)
+        seed(engine, (DaySpec(CLEAN_DAY, 300, 0.0),), customers_count=60)
+        with engine.begin() as connection:
+            ids = [row[0] for row in connection.execute(text(
+                "SELECT row_id FROM transactions WHERE currency = 'EUR' ORDER BY row_id LIMIT :n"),
+                {"n": len(TRICKY_TEXTS) + 2})]
+            for row_id, value in zip(ids, TRICKY_TEXTS, strict=False):
+                connection.execute(text("UPDATE transactions SET description = :v, counterparty_name = :v "
+                                        "WHERE row_id = :r"), {"v": value, "r": row_id})
+            connection.execute(text("UPDATE transactions SET currency = ' eur' WHERE row_id = :r"), {"r": ids[0]})
+            connection.execute(text("UPDATE transactions SET amount = '12,50\t', description = 'bad\tamount' "
+                                    "WHERE row_id = :r"), {"r": ids[-1]})
+        engine.dispose()
+        yield url
+    finally:
+        dispose_engines()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("warehouse_kind", ["postgres", "sqlite"])
+def test_texts_with_copy_escapes_arrive_as_they_were_from_a_postgresql_source(
+        tricky_source: str, warehouse_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """The PostgreSQL path end to end: COPY text parsed by Arrow (escapes kept), checked, the binary COPY into a
+    PostgreSQL warehouse (texts unescaped) or the rows into SQLite, and the quarantine's raw row."""
+    from demobank.db.engine import get_engine
+
+    warehouse_url = (request.getfixturevalue("postgres_database") if warehouse_kind == "postgres"
+                     else f"sqlite:///{tmp_path / 'warehouse.db'}")
+    engine = get_engine(warehouse_url)
+    report = tx.load_day(source_url=tricky_source, warehouse_engine=engine, day=CLEAN_DAY, run_id="r",
+                         load_id="d/r", chunk_size=97)
+    assert (report.rows_in, report.rows_good, report.rows_bad, report.inserted) == (300, 299, 1, 299)
+
+    source = get_engine(tricky_source)
+    with source.connect() as connection:
+        expected = {row[0]: (row[1], row[2], row[3]) for row in connection.execute(text(
+            "SELECT transaction_id, description, counterparty_name, upper(trim(currency)) FROM transactions"))}
+    with engine.connect() as connection:
+        loaded = {row[0]: (row[1], row[2], row[3]) for row in connection.execute(text(
+            "SELECT transaction_id, description, counterparty_name, currency FROM transactions"))}
+        quarantined = connection.execute(text("SELECT reasons, raw_row FROM quarantine_transactions")).one()
+    assert set(TRICKY_TEXTS) <= {description for description, _name, _currency in loaded.values()}
+    assert all(loaded[key] == expected[key] for key in loaded), [
+        (loaded[key], expected[key]) for key in loaded if loaded[key] != expected[key]][:3]
+    assert "amount '12,50" in quarantined[0] and "is not a decimal number" in quarantined[0]
+    raw = json.loads(quarantined[1])
+    assert (raw["amount"], raw["description"]) == ("12,50\t", "bad\tamount")  # the export's own text
+
+    again = tx.load_day(source_url=tricky_source, warehouse_engine=engine, day=CLEAN_DAY, run_id="r2",
+                        load_id="d/r2", chunk_size=1000)
+    assert (again.inserted, again.changed, again.unchanged) == (0, 0, 299)  # the same values, compared in the upsert

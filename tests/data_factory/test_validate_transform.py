@@ -1,12 +1,16 @@
-"""Validation and transformation of transaction chunks (pandas), on hand-made rows: each rule, its reason, the
-normalisation, duplicates across chunks, currency conversion, categories and balances."""
+"""Validation and transformation of transaction chunks (pandas on Arrow), on hand-made rows: each rule, its reason,
+the normalisation, duplicates across chunks, currency conversion, categories and balances. The rows come both as
+object columns (a SQLite source) and as Arrow-backed ``str`` columns (what the PostgreSQL extraction parses):
+the same rows are refused with the same reasons."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from demobank.data_factory.core_banking import TRANSACTION_COLUMNS
@@ -18,7 +22,15 @@ from demobank.data_factory.transform import (
     merchant_categories,
     transform_chunk,
 )
-from demobank.data_factory.validate import CHECK_NAMES, DuplicateTracker, ReferenceData, _match_mask, validate_chunk
+from demobank.data_factory.validate import (
+    AMOUNT_RE,
+    CHECK_NAMES,
+    DuplicateTracker,
+    ReferenceData,
+    _match_mask,
+    hash_texts,
+    validate_chunk,
+)
 
 DAY = date(2026, 1, 5)
 
@@ -47,8 +59,21 @@ def row(n: int, **changes: object) -> dict[str, object]:
     return base
 
 
-def frame(*rows: dict[str, object]) -> pd.DataFrame:
+def object_frame(*rows: dict[str, object]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=list(TRANSACTION_COLUMNS), dtype=object)
+
+
+def arrow_frame(*rows: dict[str, object]) -> pd.DataFrame:
+    """The rows as the PostgreSQL extraction parses them: Arrow-backed ``str`` columns, NaN for NULL."""
+    table = pa.Table.from_pylist(list(rows), schema=pa.schema([(c, pa.large_string()) for c in TRANSACTION_COLUMNS]))
+    result = table.to_pandas()
+    assert all(isinstance(result[c].array, pd.arrays.ArrowStringArray) for c in TRANSACTION_COLUMNS)
+    return result
+
+
+@pytest.fixture(name="frame", params=["object", "arrow"])
+def frame_fixture(request: pytest.FixtureRequest) -> Callable[..., pd.DataFrame]:
+    return object_frame if request.param == "object" else arrow_frame
 
 
 @pytest.mark.parametrize(("changes", "check", "reason"), [
@@ -78,7 +103,8 @@ def frame(*rows: dict[str, object]) -> pd.DataFrame:
     ({"counterparty_iban": "DE89370400440532013000"}, "counterparty_iban_masked", "is not a masked IBAN"),
     ({"description": "x" * 141}, "text_lengths", "description has 141 characters, more than 140"),
 ])
-def test_each_rule_rejects_its_rows_with_a_reason(changes: dict, check: str, reason: str) -> None:
+def test_each_rule_rejects_its_rows_with_a_reason(changes: dict, check: str, reason: str,
+                                                  frame: Callable[..., pd.DataFrame]) -> None:
     result = validate_chunk(frame(row(0), row(1, **changes), row(2)), reference(), DuplicateTracker())
 
     assert len(result.good) == 2 and len(result.bad) == 1
@@ -88,14 +114,14 @@ def test_each_rule_rejects_its_rows_with_a_reason(changes: dict, check: str, rea
     assert result.bad["row_id"].iloc[0] == "1001"  # the raw row goes to the quarantine as it was
 
 
-def test_every_problem_of_a_row_is_listed() -> None:
+def test_every_problem_of_a_row_is_listed(frame: Callable[..., pd.DataFrame]) -> None:
     result = validate_chunk(frame(row(0, amount="abc", currency="XYZ", direction="sideways")), reference(),
                             DuplicateTracker())
     reasons = result.bad["reasons"].iloc[0]
     assert "amount 'abc'" in reasons and "currency 'XYZ'" in reasons and "direction 'sideways'" in reasons
 
 
-def test_codes_are_normalised_before_checking() -> None:
+def test_codes_are_normalised_before_checking(frame: Callable[..., pd.DataFrame]) -> None:
     result = validate_chunk(frame(row(0, currency=" eur", direction="DEBIT", channel="Card_Present")), reference(),
                             DuplicateTracker())
     assert result.bad.empty
@@ -104,7 +130,7 @@ def test_codes_are_normalised_before_checking() -> None:
         "EUR", "debit", "card_present", True)
 
 
-def test_precision_follows_the_currency_and_trailing_zeros_are_fine() -> None:
+def test_precision_follows_the_currency_and_trailing_zeros_are_fine(frame: Callable[..., pd.DataFrame]) -> None:
     result = validate_chunk(frame(row(0, account_id="ACC-10003", currency="JPY", amount="1200"),
                                   row(1, account_id="ACC-10003", currency="JPY", amount="1200.5"),
                                   row(2, amount="42.500")), reference(), DuplicateTracker())
@@ -112,7 +138,8 @@ def test_precision_follows_the_currency_and_trailing_zeros_are_fine() -> None:
     assert "has more decimals than JPY has (0)" in result.bad["reasons"].iloc[0]
 
 
-def test_duplicates_are_caught_within_and_across_chunks_and_the_first_row_wins() -> None:
+def test_duplicates_are_caught_within_and_across_chunks_and_the_first_row_wins(
+        frame: Callable[..., pd.DataFrame]) -> None:
     tracker = DuplicateTracker()
     first = validate_chunk(frame(row(0), row(1), row(0, row_id="1099")), reference(), tracker)
     second = validate_chunk(frame(row(1, row_id="2000"), row(3)), reference(), tracker)
@@ -123,22 +150,47 @@ def test_duplicates_are_caught_within_and_across_chunks_and_the_first_row_wins()
     assert tracker.count == 3
 
 
-def test_a_malformed_first_occurrence_does_not_hide_its_valid_duplicate() -> None:
+def test_a_malformed_first_occurrence_does_not_hide_its_valid_duplicate(frame: Callable[..., pd.DataFrame]) -> None:
     result = validate_chunk(frame(row(0, amount="bad"), row(0, row_id="1050")), reference(), DuplicateTracker())
     assert list(result.good["row_id"]) == ["1050"]
     assert result.failures["unique_transaction_id"] == 0
 
 
-def test_the_joined_fast_path_and_the_per_value_path_agree() -> None:
-    values = np.array(["1.5", "0.25", "05", "1.", ".5", "-1", None, "abc", "123456789012345", "1234567890123456",
-                       "1.23456", "0", "7\x008"], dtype=object)
-    present = pd.notna(values)
-    from demobank.data_factory.validate import AMOUNT_RE
+def test_arrows_regular_expressions_agree_with_pythons() -> None:
+    import re
 
-    mixed = _match_mask(values, present, AMOUNT_RE)  # the fast path fails, every value is matched on its own
-    assert mixed.tolist() == [True, True, False, False, False, False, False, False, True, False, False, True, False]
-    good_only = values[mixed]
-    assert _match_mask(good_only, np.ones(len(good_only), bool), AMOUNT_RE).all()  # the fast path accepts
+    values = np.array(["1.5", "0.25", "05", "1.", ".5", "-1", None, "abc", "123456789012345", "1234567890123456",
+                       "1.23456", "0", "7\x008", "1.5\n", 42], dtype=object)
+    present = pd.notna(values)
+    matched = _match_mask(values, present, AMOUNT_RE)  # RE2, in C++ (a value that is not text never matches)
+    expected = [isinstance(v, str) and re.fullmatch(AMOUNT_RE, v) is not None for v in values]
+    assert matched.tolist() == expected
+    assert matched.tolist() == [True, True, False, False, False, False, False, False, True, False, False, True, False,
+                                False, False]
+
+
+def test_a_value_that_is_not_text_is_refused_and_quoted_as_it_was() -> None:
+    result = validate_chunk(object_frame(row(0), row(1, amount=42), row(2, description=3.5)), reference(),
+                            DuplicateTracker())
+    assert list(result.good["row_id"]) == ["1000"]
+    assert list(result.bad["reasons"]) == [
+        "amount '42' is not a decimal number such as 42.50 ('.' as separator, at most 4 decimals)",
+        "description has 3 characters, more than 140"]
+
+
+def test_text_hashes_are_stable_and_tell_texts_apart() -> None:
+    ids = ["TXN-20260105000001", "TXN-20260105000002", "TXN-20260105000001", "TXN-A", "TXN-A\x00", "é" * 10,
+           "x" * 300, "x" * 299 + "y"]
+    for texts in (ids[:5], ids[:6], ids):  # ASCII (padded by Arrow), any UTF-8 (padded by numpy), long texts
+        hashes = hash_texts(pa.array(texts, type=pa.large_string()))
+        assert hashes[0] == hashes[2] and len(set(hashes.tolist())) == len(set(texts))
+        assert (hash_texts(pa.array(texts, type=pa.large_string()).slice(1, 2)) == hashes[1:3]).all()  # offsets
+    tracker = DuplicateTracker()
+    assert tracker.first_occurrences(pd.Series(ids[:4])).tolist() == [True, True, False, True]
+    assert tracker.first_occurrences(pd.Series(ids[4:] + ids[:1])).tolist() == [True, True, True, True, False]
+    assert tracker.count == 7
+    # A chunk's longest id sets how wide the ids are padded: the hash does not depend on it.
+    assert tracker.first_occurrences(pd.Series(["TXN-" + "Z" * 32, ids[1]])).tolist() == [True, False]
 
 
 def test_the_check_names_are_stable() -> None:
@@ -149,7 +201,7 @@ def test_the_check_names_are_stable() -> None:
 # -- transformation --------------------------------------------------------------------------------------------
 
 
-def test_currency_normalisation_categories_and_balances() -> None:
+def test_currency_normalisation_categories_and_balances(frame: Callable[..., pd.DataFrame]) -> None:
     ref = reference()
     rows = frame(
         row(0),  # 42.50 EUR at Rewe
@@ -165,7 +217,9 @@ def test_currency_normalisation_categories_and_balances() -> None:
     out = transform_chunk(checked.good, ref, movements)
 
     columns = out.columns
-    assert list(columns["amount_eur"]) == ["42.5", "12.0", "1000.0", "5.0", "7.2"]
+    assert list(columns["amount_eur"]) == ["42.50", "12.00", "1000.00", "5.00", "7.20"]  # in cents
+    assert out.units["amount_eur"].tolist() == [4250, 1200, 100000, 500, 720]
+    assert out.units["amount_account"].tolist() == [425000, 100000, 10000000, 50000, 12000000]
     assert list(columns["fx_rate_eur"]) == ["1.00000000", "1.00000000", "1.00000000", "1.00000000", "0.00600000"]
     assert list(columns["amount_account"]) == ["42.50", "10.00", "1000.00", "5.00", "1200"]  # 12 EUR = 10 GBP
     assert list(columns["category"]) == ["groceries", "fuel", "income", "groceries", "cash"]

@@ -3,6 +3,7 @@ and the data quality record's write and read API."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -154,3 +155,79 @@ def test_the_quality_record_is_written_per_run_and_read_as_plain_dicts(tmp_path:
     first.start(date(2026, 1, 5))  # the run is cleared and runs again: its record starts over
     again = next(run for run in run_history(engine, "dag") if run["run_id"] == "run-1")
     assert again["status"] == "running" and again["checks"] == [] and again["tables"] == []
+
+
+@pytest.mark.postgres
+def test_binary_copy_carries_numbers_dates_and_texts_exactly(postgres_database: str) -> None:
+    """pgcopy's binary rows, into PostgreSQL and back: numerics of each scale (zero, negative, large, at the limit of
+    their decimals), dates, timestamps, NULLs, texts all as long (in the record), codes (once per combination)."""
+    import pyarrow as pa
+
+    from demobank.data_factory.pgcopy import BinaryColumn, BinaryCopyReader, binary_rows
+
+    units = np.array([0, 1, -1, 125_400, 99_999_999_999_999, -123_456_789], dtype=np.int64)
+    n = len(units)
+    columns = [
+        BinaryColumn("id", "int8", np.arange(n, dtype=np.int64) - 2),
+        BinaryColumn("day", "date", np.array([0, 1, -1, 9_500, 9_501, 9_502], dtype=np.int64)),
+        BinaryColumn("at", "timestamp", np.array([0, 1, -1, 10**15, 2 * 10**15, 3 * 10**15], dtype=np.int64)),
+        BinaryColumn("n4", "numeric", units, scale=4),
+        BinaryColumn("n2", "numeric", units, scale=2),
+        BinaryColumn("n8", "numeric", units, scale=8),
+        BinaryColumn("rate", "numeric", pa.array([91_834_539, 100_000_000] * 3), scale=8, few=True),
+        BinaryColumn("k", "int4", np.full(n, 7, dtype=np.int64)),
+        BinaryColumn("vd", "date_text", pa.array(["2026-01-05", None, "2000-01-01", "1999-12-31", None, "2026-02-28"])),
+        BinaryColumn("code", "text", pa.array(["EUR", "GBP", "EUR", "EUR", "JPY", "GBP"]), few=True),
+        BinaryColumn("same", "text", pa.array(["TXN-1", "TXN-2", "TXN-3", "TXN-4", "TXN-5", "TXN-6"])),
+        BinaryColumn("free", "text", pa.array(["tab\there", None, "", "ünï €", "\\N", "x" * 140])),
+        BinaryColumn("more", "text", pa.array([None, "a", "bb", None, "\n", "c"])),
+    ]
+    names, rows = binary_rows(columns)
+    assert names[:2] == ["rate", "vd"] and names[-2:] == ["free", "more"]  # few-valued first, texts last
+    engine = get_engine(postgres_database)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE b (id bigint, day date, at timestamptz, n4 numeric(20,4), n2 numeric(20,2), "
+            "n8 numeric(28,8), rate numeric(18,8), k integer, vd date, code varchar(3), same varchar(10), "
+            "free varchar(140), more text)")
+        with connection.connection.driver_connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY b ({', '.join(names)}) FROM STDIN WITH (FORMAT binary)", BinaryCopyReader(rows),
+                               size=7)  # small reads: pieces across the header, the rows and the trailer
+        stored = connection.exec_driver_sql(
+            "SELECT id, day::text, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), n4::text, n2::text, "
+            "n8::text, rate::text, k, vd::text, code, same, free, more FROM b ORDER BY id").all()
+    assert [row[0] for row in stored] == [-2, -1, 0, 1, 2, 3]
+    assert [row[1] for row in stored] == [(date(2000, 1, 1) + timedelta(days=d)).isoformat()
+                                          for d in (0, 1, -1, 9_500, 9_501, 9_502)]
+    assert [row[2] for row in stored][:3] == ["2000-01-01 00:00:00.000000", "2000-01-01 00:00:00.000001",
+                                               "1999-12-31 23:59:59.999999"]
+    assert [row[3] for row in stored] == ["0.0000", "0.0001", "-0.0001", "12.5400", "9999999999.9999",
+                                          "-12345.6789"]
+    assert [row[4] for row in stored] == ["0.00", "0.01", "-0.01", "1254.00", "999999999999.99", "-1234567.89"]
+    assert [row[5] for row in stored] == ["0.00000000", "0.00000001", "-0.00000001", "0.00125400",
+                                          "999999.99999999", "-1.23456789"]
+    assert [row[6] for row in stored] == ["0.91834539", "1.00000000"] * 3
+    assert {row[7] for row in stored} == {7}
+    assert [row[8] for row in stored] == ["2026-01-05", None, "2000-01-01", "1999-12-31", None, "2026-02-28"]
+    assert [row[9:] for row in stored] == [
+        ("EUR", "TXN-1", "tab\there", None), ("GBP", "TXN-2", None, "a"), ("EUR", "TXN-3", "", "bb"),
+        ("EUR", "TXN-4", "ünï €", None), ("JPY", "TXN-5", "\\N", "\n"), ("GBP", "TXN-6", "x" * 140, "c")]
+
+
+@pytest.mark.postgres
+def test_a_warehouse_with_the_former_b_tree_day_index_is_migrated_to_brin(postgres_database: str) -> None:
+    engine = get_engine(postgres_database)
+    wh.ensure_schema(engine)
+    find = text("SELECT indexdef FROM pg_indexes WHERE tablename = 'transactions' AND indexname = :n")
+    with engine.begin() as connection:
+        assert " USING brin " in connection.execute(find, {"n": wh.TRANSACTIONS_DAY_INDEX}).scalar()
+        connection.exec_driver_sql(f"DROP INDEX {wh.TRANSACTIONS_DAY_INDEX}")  # as made before: a B-tree
+        connection.exec_driver_sql(f"CREATE INDEX {wh.TRANSACTIONS_DAY_INDEX} ON transactions "
+                                   "(business_date, source_row_id)")
+    wh.ensure_schema(engine)
+    wh.ensure_schema(engine)  # idempotent
+    with engine.connect() as connection:
+        definitions = [row[0] for row in connection.execute(text(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'transactions' ORDER BY indexname"))]
+    assert len(definitions) == 2 and any(" USING brin (business_date, source_row_id)" in d for d in definitions)
+    assert wh.main(["init", "--url", postgres_database]) == 0

@@ -19,18 +19,18 @@ nothing. New rows carry the key of the load that inserted them (``first_load``);
 cursor of what was published. Publishing resumes any unfinished load (also one of an earlier run), and
 the outbox's idempotency keys make the window between the outbox's commit and the cursor's a no-op when retried.
 
-**Speed** (PostgreSQL; see ``bench/data_factory.py``). A PostgreSQL source is read with ``COPY … TO STDOUT`` by a
-helper process (:mod:`~demobank.data_factory.pgcopy`) in large blocks, parsed by pandas' C parser; the rows that
-pass unchanged go on to the warehouse as the export's own ``COPY`` text, with the computed columns appended. The
-database work of a chunk runs in a second thread while the next chunk is checked: the first load of a day ``COPY``s
-straight into ``transactions`` (every key is new); later loads ``COPY`` into a temporary table and upsert from it.
+**Speed** (PostgreSQL; see ``bench/data_factory.py`` and ``BENCHMARKS.md``). A PostgreSQL source is read with
+``COPY … TO STDOUT`` by a helper process (:mod:`~demobank.data_factory.pgcopy`) in large blocks, parsed by Arrow's CSV
+reader into Arrow-backed pandas columns; checks and transformations are Arrow and numpy kernels over whole columns, so
+no value becomes a Python object. The rows go to a PostgreSQL warehouse in ``COPY``'s binary format (the server
+parses no text). The database work of a chunk runs in a second thread while the next chunk is checked: the first load
+of a day ``COPY``s straight into ``transactions`` (every key is new); later loads ``COPY`` into a temporary table and
+upsert from it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import logging
 import re
 import tempfile
@@ -44,11 +44,15 @@ from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 from sqlalchemy import Connection, Engine, inspect, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from demobank.data_factory import warehouse as wh
 from demobank.data_factory.core_banking import SOURCE_TABLES, TRANSACTION_COLUMNS
+from demobank.data_factory.pgcopy import POSTGRES_EPOCH_DAYS, BinaryColumn, BinaryCopyReader, binary_rows
 from demobank.data_factory.quality import CheckResult, QualityRecorder, TableCounts
 from demobank.data_factory.sources import (
     CORE_BANKING_CONN_ID,
@@ -59,14 +63,21 @@ from demobank.data_factory.sources import (
     table_uri,
 )
 from demobank.data_factory.transform import (
-    DERIVED_COLUMNS,
     Movements,
     Transformed,
     daily_balances,
     merchant_categories,
     transform_chunk,
 )
-from demobank.data_factory.validate import CHECKS, MERCHANT_CHANNELS, DuplicateTracker, ReferenceData, validate_chunk
+from demobank.data_factory.validate import (
+    CHECKS,
+    MERCHANT_CHANNELS,
+    DuplicateTracker,
+    ReferenceData,
+    as_bool,
+    to_arrow,
+    validate_chunk,
+)
 from demobank.data_factory.warehouse import FACT_COLUMNS
 from demobank.db.engine import safe_url
 from demobank.db.models import QualityCheckStatus, QualityRunStatus
@@ -292,21 +303,13 @@ _SELECT_DAY = (f"SELECT {', '.join(TRANSACTION_COLUMNS)} FROM transactions "  # 
                "WHERE business_date = :day ORDER BY row_id")
 
 
-@dataclass(frozen=True)
-class SourceChunk:
-    """Rows of the export: parsed (text columns, NaN for NULL) and, from PostgreSQL, as ``COPY`` text lines."""
-
-    frame: pd.DataFrame
-    lines: np.ndarray | None = None
-
-
-def extract_chunks(engine: Engine, day: date, chunk_size: int) -> Iterator[SourceChunk]:
+def extract_chunks(engine: Engine, day: date, chunk_size: int) -> Iterator[pd.DataFrame]:
     """The day's export rows in ``row_id`` order, ``chunk_size`` at a time.
 
-    PostgreSQL: ``COPY (SELECT …) TO STDOUT`` (text format: one line per row, whatever the data), parsed by pandas'
-    C parser; the lines are kept, so that rows loaded unchanged into a PostgreSQL warehouse are passed on as they
-    came. Values keep ``COPY``'s escapes (``\\t``, ``\\n``, ``\\\\``): they only occur in free text.
-    SQLite: a cursor read with ``fetchmany``.
+    PostgreSQL: ``COPY (SELECT …) TO STDOUT`` (text format: one line per row, whatever the data), parsed by Arrow's
+    CSV reader (C++, one thread: more would only compete with the writer and the source on a small machine) into
+    Arrow-backed ``str`` columns (no Python object per value). Values keep ``COPY``'s escapes (``\\t``, ``\\n``,
+    ``\\\\``): they only occur in free text. SQLite: a cursor read with ``fetchmany`` (object columns).
     """
     if engine.dialect.name == "postgresql":
         yield from _extract_postgres(engine, day, chunk_size)
@@ -317,21 +320,67 @@ def extract_chunks(engine: Engine, day: date, chunk_size: int) -> Iterator[Sourc
         while rows := result.fetchmany(chunk_size):
             frame = pd.DataFrame.from_records(rows, columns=list(TRANSACTION_COLUMNS)).astype(object)
             frame["row_id"] = frame["row_id"].astype(str).astype(object)
-            yield SourceChunk(frame)
+            yield frame
 
 
-def _parse_copy_text(data: bytes, day: date) -> SourceChunk:
-    """Parse a chunk of ``COPY`` text (the query selected one business day: that column is not parsed)."""
-    frame = pd.read_csv(io.BytesIO(data), sep="\t", header=None, names=list(TRANSACTION_COLUMNS),
-                        usecols=[name for name in TRANSACTION_COLUMNS if name != "business_date"],
-                        quoting=csv.QUOTE_NONE, na_values=["\\N"], keep_default_na=False, dtype=object)
-    frame.insert(1, "business_date", day.isoformat())
-    lines = np.array(data.decode("utf-8").split("\n")[:-1], dtype=object)
-    return SourceChunk(frame, lines)
+_TAB_SEPARATED = pacsv.ParseOptions(delimiter="\t", quote_char=False, escape_char=False, newlines_in_values=False)
+_AS_TEXT = pacsv.ConvertOptions(column_types=dict.fromkeys(TRANSACTION_COLUMNS, pa.large_string()),
+                                null_values=["\\N"], strings_can_be_null=True, quoted_strings_can_be_null=False)
 
 
-def _extract_postgres(engine: Engine, day: date, chunk_size: int) -> Iterator[SourceChunk]:
-    """``COPY … TO STDOUT`` run by a helper process (:mod:`demobank.data_factory.pgcopy`), read in large blocks."""
+def _parse_copy_text(data: bytes) -> pd.DataFrame:
+    """Parse whole lines of ``COPY`` text (Arrow's CSV reader: tab separated, no quoting, ``\\N`` for NULL)."""
+    table = pacsv.read_csv(
+        pa.BufferReader(pa.py_buffer(data)), parse_options=_TAB_SEPARATED, convert_options=_AS_TEXT,
+        read_options=pacsv.ReadOptions(column_names=list(TRANSACTION_COLUMNS), block_size=1 << 22, use_threads=False))
+    return table.to_pandas()
+
+
+class _PendingLines:
+    """The ``COPY`` text read and not handed out yet: blocks (views, never copied until a chunk is cut), the number
+    of line ends in each, and, once a chunk was cut inside a block, where that block's line ends are."""
+
+    def __init__(self) -> None:
+        self.blocks: list[memoryview] = []
+        self.counts: list[int] = []
+        self.ends: list[np.ndarray | None] = []
+        self.lines = 0
+
+    def add(self, block: bytes) -> None:
+        self.blocks.append(memoryview(block))
+        self.counts.append(block.count(b"\n"))
+        self.ends.append(None)
+        self.lines += self.counts[-1]
+
+    def take(self, wanted: int) -> bytes:
+        """The next ``wanted`` whole lines (there must be as many)."""
+        self.lines -= wanted
+        parts = []
+        while wanted:
+            block, count = self.blocks[0], self.counts[0]
+            if count < wanted or (count == wanted and block[-1] == 0x0A):  # the whole block
+                parts.append(block)
+                wanted -= count
+                del self.blocks[0], self.counts[0], self.ends[0]
+                continue
+            ends = self.ends[0]
+            if ends is None:
+                ends = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 0x0A)
+            cut = int(ends[wanted - 1]) + 1
+            parts.append(block[:cut])
+            self.blocks[0], self.counts[0], self.ends[0] = block[cut:], count - wanted, ends[wanted:] - cut
+            wanted = 0
+        return b"".join(parts)
+
+    def rest(self) -> bytes:
+        data = b"".join(self.blocks)
+        self.blocks, self.counts, self.ends, self.lines = [], [], [], 0
+        return data
+
+
+def _extract_postgres(engine: Engine, day: date, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """``COPY … TO STDOUT`` run by a helper process (:mod:`demobank.data_factory.pgcopy`), read in large blocks and
+    cut into chunks of ``chunk_size`` lines (one per row: ``COPY``'s text format escapes line ends in values)."""
     from psycopg2.extensions import QuotedString
 
     from demobank.data_factory.pgcopy import copy_out, dsn_from_url
@@ -339,29 +388,14 @@ def _extract_postgres(engine: Engine, day: date, chunk_size: int) -> Iterator[So
     day_literal = QuotedString(day.isoformat()).getquoted().decode()
     query = f"COPY ({_SELECT_DAY.replace(':day', day_literal)}) TO STDOUT"
     with copy_out(dsn_from_url(engine.url), query) as stream:
-        blocks: list[bytes] = []  # complete lines not yet handed out, in pieces
-        lines_waiting = 0
-        while True:
-            block = stream.read()
-            if block:
-                blocks.append(block)
-                lines_waiting += block.count(b"\n")
-            # Cut whole chunks of chunk_size lines (one per row: COPY's text format escapes newlines in data).
-            while lines_waiting >= chunk_size or (not block and blocks):
-                data = b"".join(blocks)
-                if lines_waiting >= chunk_size:
-                    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 0x0A)
-                    cut = int(ends[chunk_size - 1]) + 1
-                    lines_waiting -= chunk_size
-                else:
-                    cut = len(data)
-                    lines_waiting = 0
-                chunk = data[:cut]
-                blocks = [data[cut:]] if cut < len(data) else []
-                if chunk.strip():
-                    yield _parse_copy_text(chunk if chunk.endswith(b"\n") else chunk + b"\n", day)
-            if not block:
-                break
+        pending = _PendingLines()
+        while block := stream.read():
+            pending.add(block)
+            while pending.lines >= chunk_size:
+                yield _parse_copy_text(pending.take(chunk_size))
+        data = pending.rest()
+        if data.strip():
+            yield _parse_copy_text(data if data.endswith(b"\n") else data + b"\n")
 
 
 @dataclass
@@ -447,40 +481,87 @@ class _Spill:
 
 
 _LOAD_COLUMNS = (*FACT_COLUMNS, "first_load", "last_load")
-_FREE_TEXT = [c in ("counterparty_name", "description") for c in FACT_COLUMNS]
+_FREE_TEXT = ("counterparty_name", "description")
 """Columns that can hold any text (the others are validated ids, codes, numbers and timestamps)."""
-_NULLABLE = [c in ("merchant_id", "counterparty_name", "counterparty_iban", "description", "value_date")
-             for c in FACT_COLUMNS]
 _COMPARED = [c for c in FACT_COLUMNS if c not in ("transaction_id", "source_row_id")]
+_NUMERIC_SCALES = {"amount": 4, "fx_rate_eur": 8, "amount_eur": 2, "amount_account": 4}
+"""The scale of the numbers :class:`Transformed` carries (``Transformed.units``), as in the warehouse's columns."""
+_TEXT_COLUMNS = ("transaction_id", "account_id", "currency", "direction", "status", "channel", "merchant_id",
+                 "counterparty_name", "counterparty_iban", "description", "category")
+_CODE_COLUMNS = ("currency", "direction", "status", "channel", "category")
+"""Text columns of a few distinct values (validated codes): encoded once per distinct combination."""
 
 
-def _copy_payload(chunk: Transformed, load_key: int) -> str:
-    """The chunk as ``COPY`` text for ``_LOAD_COLUMNS``: the export's own line for the rows that have one (the
-    fast path), each value serialised otherwise."""
+def _days(values: pa.Array) -> np.ndarray:
+    """Days since 2000-01-01 of validated ``YYYY-MM-DD`` texts, none null (few distinct dates: each parsed once)."""
+    encoded = pc.dictionary_encode(values)
+    days = np.array([date.fromisoformat(text[:10]).toordinal() - POSTGRES_EPOCH_DAYS
+                     for text in encoded.dictionary.to_pylist()], dtype=np.int64)
+    return days[np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+
+
+_EPOCH_SECONDS = 946_684_800
+"""2000-01-01 00:00 UTC in seconds since 1970."""
+
+
+def _unescaped(values: pa.Array) -> pa.Array:
+    """``COPY`` text values as the texts they stand for (only the few with a backslash are looked at)."""
+    data = values.buffers()[2]
+    if data is None or not (np.frombuffer(data, dtype=np.uint8) == 0x5C).any():
+        return values
+    escaped = as_bool(pc.match_substring(values, "\\"))
+    plain = [unescape_copy_text(value) for value in values.filter(pa.array(escaped)).to_pylist()]
+    return pc.replace_with_mask(values, pa.array(escaped), pa.array(plain, type=values.type))
+
+
+def _copy_payload(chunk: Transformed, load_key: int, *, escaped: bool) -> tuple[list[str], pa.Buffer]:
+    """The chunk in ``COPY``'s binary format (:func:`demobank.data_factory.pgcopy.binary_rows`): the column order
+    to name in the ``COPY`` and the rows.
+
+    :param escaped: the free texts are ``COPY`` text (read from PostgreSQL with ``COPY``): they are unescaped.
+    """
+    values = chunk.columns
     n = len(chunk)
-    key = np.full(n, str(load_key), dtype=object)
-    derived = [chunk.columns[name] for name in DERIVED_COLUMNS]
-    lines = chunk.source_lines
-    if lines is not None and all(line is not None for line in lines.tolist()):
-        return "\n".join(map("\t".join, zip(lines.tolist(), *(c.tolist() for c in derived), key.tolist(),
-                                              key.tolist(), strict=True))) + "\n"
-    buffer = wh.copy_text([*(chunk.columns[name] for name in FACT_COLUMNS), key, key],
-                          may_need_escaping=[*_FREE_TEXT, False, False], may_be_null=[*_NULLABLE, False, False])
-    if lines is None:
-        return buffer.getvalue()
-    # Some rows were normalised: their line is serialised from the values, the others are passed on.
-    serialised = np.array(buffer.getvalue().split("\n")[:-1], dtype=object)
-    passed = "\n".join(map("\t".join, zip(np.where(pd.isna(lines), "", lines).tolist(),
-                                            *(c.tolist() for c in derived), key.tolist(), key.tolist(),
-                                            strict=True))).split("\n")
-    return "\n".join(np.where(pd.isna(lines), serialised, np.array(passed, dtype=object)).tolist()) + "\n"
+    booked = pc.cast(to_arrow(values["booked_at"]), pa.timestamp("s", "UTC")).cast(pa.int64())
+    texts = {name: to_arrow(values[name]) for name in _TEXT_COLUMNS}
+    if escaped:
+        texts.update({name: _unescaped(texts[name]) for name in _FREE_TEXT})
+    key = np.full(n, load_key, dtype=np.int64)
+    columns = [
+        BinaryColumn("source_row_id", "int8", np.asarray(pc.cast(to_arrow(values["source_row_id"], text_only=False),
+                                                                 pa.int64()).to_numpy(zero_copy_only=False))),
+        BinaryColumn("business_date", "date", _days(to_arrow(values["business_date"], text_only=False))),
+        BinaryColumn("booked_at", "timestamp",
+                     (np.asarray(booked.to_numpy(zero_copy_only=False), dtype=np.int64) - _EPOCH_SECONDS) * 1_000_000),
+        *(BinaryColumn(name, "numeric", chunk.units[name], scale=scale) for name, scale in _NUMERIC_SCALES.items()
+          if name != "fx_rate_eur"),
+        BinaryColumn("fx_rate_eur", "numeric", pa.array(chunk.units["fx_rate_eur"]), scale=8, few=True),  # per currency
+        BinaryColumn("first_load", "int4", key),
+        BinaryColumn("last_load", "int4", key),
+        BinaryColumn("value_date", "date_text", to_arrow(values["value_date"])),
+        *(BinaryColumn(name, "text", texts[name], few=name in _CODE_COLUMNS) for name in _TEXT_COLUMNS),
+    ]
+    return binary_rows(columns)
+
+
+@contextlib.contextmanager
+def _by_day_index(connection: Connection) -> Iterator[None]:
+    """Within the transaction, let PostgreSQL find a day's rows through the day index (a BRIN index) rather than a
+    scan of the whole table (which its planner may prefer for a day it has no statistics of yet)."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = off")
+    yield
+    connection.exec_driver_sql("SET LOCAL enable_seqscan = on")
 
 
 class _Writer:
     """The warehouse side of a load: one connection, one transaction, used from one thread only."""
 
-    def __init__(self, engine: Engine, load_id: str, run_id: str, day: date) -> None:
+    def __init__(self, engine: Engine, load_id: str, run_id: str, day: date, *, escaped: bool = False) -> None:
         self.engine = engine
+        self.escaped = escaped  # free text arrives as COPY text (a PostgreSQL source)
         self.load_id = load_id
         self.run_id = run_id
         self.day = day
@@ -522,9 +603,10 @@ class _Writer:
             )).inserted_primary_key[0])
         self._refresh_dimensions(ref)
         if self.postgres:
-            self.fast = connection.execute(
-                text("SELECT 1 FROM transactions WHERE business_date = :day LIMIT 1"),
-                {"day": self.day.isoformat()}).first() is None
+            with _by_day_index(connection):
+                self.fast = connection.execute(
+                    text("SELECT 1 FROM transactions WHERE business_date = :day LIMIT 1"),
+                    {"day": self.day.isoformat()}).first() is None
         wh.create_temp_like(connection, wh.transactions, "tmp_df_transactions", _LOAD_COLUMNS)
 
     def _refresh_dimensions(self, ref: ReferenceData) -> None:
@@ -547,7 +629,14 @@ class _Writer:
         self.dimension_changes += wh.upsert_from(connection, wh.merchants, "tmp_df_merchants", columns,
                                                  compare=columns[1:], extra_values={"last_load": self.load_key})
 
-    def _copy_new(self, payload: str) -> bool:
+    def _copy(self, table: str, payload: tuple[list[str], pa.Buffer]) -> None:
+        assert self.connection is not None
+        columns, rows = payload
+        with self.connection.connection.driver_connection.cursor() as cursor:
+            cursor.copy_expert(f"COPY {table} ({', '.join(columns)}) FROM STDIN WITH (FORMAT binary)",
+                               BinaryCopyReader(rows), size=1 << 20)
+
+    def _copy_new(self, payload: tuple[list[str], pa.Buffer]) -> bool:
         """First load of a day on PostgreSQL: ``COPY`` straight into ``transactions`` (every row is new, so this is
         the upsert); ``False`` (and nothing written) if a key exists already under another day."""
         import psycopg2.errors
@@ -556,9 +645,7 @@ class _Writer:
         assert connection is not None
         savepoint = connection.begin_nested()
         try:
-            with connection.connection.driver_connection.cursor() as cursor:
-                cursor.copy_expert(f"COPY transactions ({', '.join(_LOAD_COLUMNS)}) FROM STDIN", io.StringIO(payload),
-                                   size=1 << 20)
+            self._copy("transactions", payload)
         except psycopg2.errors.UniqueViolation:
             savepoint.rollback()
             log.info("a transaction id of %s exists already under another day: upserting from now on", self.day)
@@ -566,29 +653,29 @@ class _Writer:
         savepoint.commit()
         return True
 
-    def write(self, chunk: Transformed | str, rows: int) -> None:
-        """Write one chunk: ``COPY`` text (PostgreSQL) or the transformed columns (SQLite)."""
+    def write(self, chunk: Transformed | tuple[list[str], pa.Buffer], rows: int) -> None:
+        """Write one chunk: binary ``COPY`` input (PostgreSQL, see :func:`_copy_payload`) or the transformed columns
+        (SQLite)."""
         started = time.perf_counter()
         connection = self.connection
         assert connection is not None
-        if isinstance(chunk, str):
+        if isinstance(chunk, tuple):
             if self.fast and self._copy_new(chunk):
                 self.upserted += rows
                 self.seconds += time.perf_counter() - started
                 return
             self.fast = False
             connection.exec_driver_sql("TRUNCATE tmp_df_transactions")
-            with connection.connection.driver_connection.cursor() as cursor:
-                cursor.copy_expert(f"COPY tmp_df_transactions ({', '.join(_LOAD_COLUMNS)}) FROM STDIN",
-                                   io.StringIO(chunk), size=1 << 20)
+            self._copy("tmp_df_transactions", chunk)
         else:
             connection.exec_driver_sql("DELETE FROM tmp_df_transactions")
-            values = [chunk.columns[name] for name in FACT_COLUMNS]
+            values: list[Any] = [chunk.columns[name].to_numpy(dtype=object) for name in FACT_COLUMNS]
             position = FACT_COLUMNS.index("booked_at")  # SQLAlchemy's SQLite storage format for DateTime
             values[position] = [f"{v[:10]} {v[11:19]}.000000" for v in values[position].tolist()]
-            for name in ("counterparty_name", "description"):
-                values[FACT_COLUMNS.index(name)] = [unescape_copy_text(v) for v in
-                                                    values[FACT_COLUMNS.index(name)].tolist()]
+            if self.escaped:  # the export's own text, not COPY's escapes
+                for name in _FREE_TEXT:
+                    values[FACT_COLUMNS.index(name)] = [unescape_copy_text(v) for v in
+                                                        values[FACT_COLUMNS.index(name)].tolist()]
             values += [[self.load_key] * rows, [self.load_key] * rows]
             wh.bulk_insert(connection, "tmp_df_transactions", _LOAD_COLUMNS, values)
         self.upserted += wh.upsert_from(connection, wh.transactions, "tmp_df_transactions", _LOAD_COLUMNS,
@@ -597,9 +684,10 @@ class _Writer:
 
     def new_rows(self) -> int:
         assert self.connection is not None
-        return int(self.connection.execute(
-            text("SELECT count(*) FROM transactions WHERE business_date = :day AND first_load = :load"),
-            {"day": self.day.isoformat(), "load": self.load_key}).scalar() or 0)
+        with _by_day_index(self.connection):
+            return int(self.connection.execute(
+                text("SELECT count(*) FROM transactions WHERE business_date = :day AND first_load = :load"),
+                {"day": self.day.isoformat(), "load": self.load_key}).scalar() or 0)
 
     def write_balances(self, movements: Movements, accounts: pd.DataFrame) -> int:
         connection = self.connection
@@ -700,11 +788,11 @@ def load_day(
     wh.ensure_schema(warehouse_engine)
     source = source_read_engine(source_url)
     spill = _Spill()
-    writer = _Writer(warehouse_engine, load_id, run_id, day)
+    escaped = source.dialect.name == "postgresql"
+    writer = _Writer(warehouse_engine, load_id, run_id, day, escaped=escaped)
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="warehouse-writer")
     pending: list[Future[None]] = []
-    escaped = source.dialect.name == "postgresql"
-    copy_text_out = warehouse_engine.dialect.name == "postgresql"
+    copy_out_binary = warehouse_engine.dialect.name == "postgresql"
     try:
         ref = load_reference(source, day)
         opened = executor.submit(writer.open, ref)  # registers the load, refreshes the dimensions meanwhile
@@ -713,8 +801,7 @@ def load_day(
         failures = dict.fromkeys((check.name for check in CHECKS), 0)
         timing = {"extract": 0.0, "validate": 0.0, "transform": 0.0, "serialize": 0.0, "wait": 0.0}
         mark = time.perf_counter()
-        for chunk in extract_chunks(source, day, chunk_size):
-            frame = chunk.frame
+        for frame in extract_chunks(source, day, chunk_size):
             timing["extract"] += time.perf_counter() - mark
             mark = time.perf_counter()
             result = validate_chunk(frame, ref, tracker)
@@ -726,16 +813,13 @@ def load_day(
             timing["validate"] += time.perf_counter() - mark
             mark = time.perf_counter()
             if not result.good.empty:
-                lines = None
-                if chunk.lines is not None and copy_text_out:
-                    lines = chunk.lines[frame.index.get_indexer(result.good.index)]
-                transformed = transform_chunk(result.good, ref, movements, lines)
+                transformed = transform_chunk(result.good, ref, movements)
                 report.rows_good += len(transformed)
                 timing["transform"] += time.perf_counter() - mark
                 mark = time.perf_counter()
                 opened.result()  # the load key, needed from the first chunk on
-                payload: Transformed | str = (_copy_payload(transformed, writer.load_key) if copy_text_out
-                                              else transformed)
+                payload: Transformed | tuple[list[str], pa.Buffer] = (
+                    _copy_payload(transformed, writer.load_key, escaped=escaped) if copy_out_binary else transformed)
                 timing["serialize"] += time.perf_counter() - mark
                 mark = time.perf_counter()
                 while len(pending) >= 2:  # at most two chunks waiting for the database: bounded memory
@@ -926,15 +1010,43 @@ def event_data(row: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-_EVENT_QUERY = text(
+_EVENT_SELECT = (
     "SELECT t.transaction_id, t.account_id, a.customer_id, t.amount, t.currency, t.direction, t.status, t.channel, "
     "t.merchant_id, m.name AS merchant_name, m.city AS merchant_city, m.country AS merchant_country, "
     "m.mcc AS mcc, t.counterparty_name, t.counterparty_iban, t.description, t.booked_at, t.value_date, "
     "t.source_row_id FROM transactions t JOIN accounts a ON a.account_id = t.account_id "
     "LEFT JOIN merchants m ON m.merchant_id = t.merchant_id "
     "WHERE t.business_date = :day AND t.first_load = :load AND t.source_row_id > :cursor "
-    "ORDER BY t.source_row_id LIMIT :limit"
+    "ORDER BY t.source_row_id"
 )
+_EVENT_QUERY = text(_EVENT_SELECT + " LIMIT :limit")
+_EVENT_STREAM = text(_EVENT_SELECT)
+
+
+def _new_rows(engine: Engine, day: date, load_key: int, cursor: int, batch_size: int
+              ) -> Iterator[list[dict[str, Any]]]:
+    """The new rows of a load after ``cursor``, in ``source_row_id`` order, ``batch_size`` at a time.
+
+    PostgreSQL: one query, read through a server-side cursor (the warehouse's index on the business day is a BRIN
+    index, cheap to keep up on every load, which finds a day's rows but does not order them: the day's new rows
+    are sorted once). SQLite: one query per batch, resuming after the last row (its index is a B-tree in that order).
+    """
+    params = {"day": day.isoformat(), "load": load_key, "cursor": cursor}
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, max_row_buffer=batch_size).execute(
+                _EVENT_STREAM, params)
+            for rows in result.mappings().partitions(batch_size):
+                yield [dict(row) for row in rows]
+        return
+    while True:
+        with engine.connect() as connection:
+            rows = [dict(row._mapping) for row in connection.execute(_EVENT_QUERY, {**params, "limit": batch_size})]
+        if rows:
+            yield rows
+        if len(rows) < batch_size:
+            return
+        params["cursor"] = int(rows[-1]["source_row_id"])
 
 
 @dataclass
@@ -970,27 +1082,22 @@ def publish_new_transactions(warehouse_engine: Engine, suite_engine: Engine | No
     for load_key, load_id, business_date, cursor, published in loads:
         report.loads.append(load_id)
         day = business_date if isinstance(business_date, date) else date.fromisoformat(str(business_date)[:10])
-        while True:
-            with warehouse_engine.connect() as connection:
-                rows = [dict(row._mapping) for row in connection.execute(
-                    _EVENT_QUERY, {"day": day.isoformat(), "load": load_key, "cursor": cursor, "limit": batch_size})]
-            if rows:
-                events = [{"type": "transaction.created", "data": event_data(row),
-                           "idempotency_key": row["transaction_id"], "time": _event_time(row["booked_at"])}
-                          for row in rows]
-                with session_scope(suite_engine) as session:
-                    publish_many(session, events)
-                cursor = int(rows[-1]["source_row_id"])
-                published += len(rows)
-                report.published += len(rows)
-            finished = len(rows) < batch_size
+        for rows in _new_rows(warehouse_engine, day, load_key, cursor, batch_size):
+            events = [{"type": "transaction.created", "data": event_data(row),
+                       "idempotency_key": row["transaction_id"], "time": _event_time(row["booked_at"])}
+                      for row in rows]
+            with session_scope(suite_engine) as session:
+                publish_many(session, events)
+            cursor = int(rows[-1]["source_row_id"])
+            published += len(rows)
+            report.published += len(rows)
             with warehouse_engine.begin() as connection:
                 connection.execute(wh.loads.update().where(wh.loads.c.load_key == load_key).values(
-                    publish_cursor=cursor, published_rows=published,
-                    published_at=datetime.now(UTC) if finished else None))
-            if finished:
-                report.loads_finished += 1
-                break
+                    publish_cursor=cursor, published_rows=published))
+        with warehouse_engine.begin() as connection:
+            connection.execute(wh.loads.update().where(wh.loads.c.load_key == load_key).values(
+                publish_cursor=cursor, published_rows=published, published_at=datetime.now(UTC)))
+        report.loads_finished += 1
     return report
 
 

@@ -1,4 +1,4 @@
-"""Transformations of validated transactions (pandas, vectorised, one chunk at a time).
+"""Transformations of validated transactions (pandas on Arrow, vectorised, one chunk at a time).
 
 * **Currency normalisation**: every amount also in euros (``fx_rate_eur``: euros per unit of the transaction's
   currency on the business day; ``amount_eur`` rounded to cents) and in the account's currency
@@ -11,17 +11,28 @@
   units (:class:`Movements`), then opening and closing balances (:func:`daily_balances`).
 
 Amounts are handled as integer units of 1/10,000 (the schema's four decimals) or of the currency's minor unit,
-never as binary floats that get summed.
+never as binary floats that get summed. Lookups (rates, categories) and number formatting are Arrow kernels over
+whole columns; the pandas columns stay Arrow-backed, so no row becomes a Python object.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from demobank.data_factory.validate import CURRENCY_DECIMALS, ReferenceData
+from demobank.data_factory.validate import (
+    CURRENCY_DECIMALS,
+    MERCHANT_CHANNELS,
+    ReferenceData,
+    as_bool,
+    positions,
+    to_arrow,
+)
 from demobank.data_factory.warehouse import FACT_COLUMNS
 
 AMOUNT_SCALE = 10_000
@@ -94,21 +105,41 @@ def amount_units(amount: pd.Series) -> np.ndarray:
 
 def format_units(units: np.ndarray, decimals: np.ndarray | int, scale_decimals: int = 4) -> np.ndarray:
     """Integer units (of 10^-scale_decimals) as decimal strings with ``decimals`` places (vectorised)."""
+    return format_units_arrow(units, decimals, scale_decimals).to_numpy(zero_copy_only=False).astype(object)
+
+
+_DOT = pa.scalar(".", pa.large_string())
+_MINUS = pa.scalar("-", pa.large_string())
+_EMPTY = pa.scalar("", pa.large_string())
+
+
+def format_units_arrow(units: np.ndarray, decimals: np.ndarray | int, scale_decimals: int = 4) -> pa.Array:
+    """:func:`format_units` as an Arrow ``large_string`` array (formatted by Arrow kernels, no Python objects)."""
     units = np.asarray(units, dtype=np.int64)
     decimals = np.broadcast_to(np.asarray(decimals, dtype=np.int64), units.shape)
-    out = np.empty(len(units), dtype=object)
-    for places in np.unique(decimals):
-        rows = decimals == places
-        value = units[rows] // (10 ** (scale_decimals - int(places)))
-        sign = np.where(value < 0, "-", "")
-        whole, frac = np.divmod(np.abs(value), 10 ** int(places))
-        whole_text = whole.astype(str).astype(object)
-        if places == 0:
-            out[rows] = sign.astype(object) + whole_text
-        else:
-            out[rows] = (sign.astype(object) + whole_text + "."
-                         + np.char.zfill(frac.astype(str), int(places)).astype(object))
-    return out
+    parts: list[pa.Array] = []
+    rows_of: list[np.ndarray] = []
+    for places in np.unique(decimals).tolist():
+        rows = np.flatnonzero(decimals == places)
+        value = units[rows] // (10 ** (scale_decimals - places))
+        negative = value < 0
+        whole, frac = np.divmod(np.abs(value), 10**places)
+        text = pc.cast(pa.array(whole), pa.large_string())
+        if places:
+            digits = pc.utf8_lpad(pc.cast(pa.array(frac), pa.large_string()), width=places, padding="0")
+            text = pc.binary_join_element_wise(text, digits, _DOT)
+        if negative.any():
+            text = pc.if_else(pa.array(negative), pc.binary_join_element_wise(_MINUS, text, _EMPTY), text)
+        parts.append(text)
+        rows_of.append(rows)
+    if not parts:
+        return pa.array([], type=pa.large_string())
+    if len(parts) == 1:
+        return parts[0]
+    order = np.concatenate(rows_of)
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    return pa.concat_arrays(parts).take(pa.array(inverse))
 
 
 class Movements:
@@ -147,94 +178,103 @@ class Movements:
 
 @dataclass(frozen=True)
 class Transformed:
-    """One chunk, transformed: the warehouse rows as column arrays (``OUTPUT_COLUMNS``; text, ``None``/NaN for
-    NULL), and for the fast path of a PostgreSQL source, each row's line of the export as ``COPY`` text.
+    """One chunk, transformed: the warehouse rows as pandas columns (``OUTPUT_COLUMNS``; text, Arrow-backed ``str``
+    columns where the rows came so, NaN for NULL), and the amounts as the integers they were computed as.
 
     :ivar columns: every output column.
-    :ivar source_lines: the export's ``COPY`` text line of each row (its first fifteen columns), or ``None``;
-        ``None`` also for a row whose values were normalised (they differ from the export's text).
+    :ivar units: ``amount`` and ``amount_account`` in units of 1/10,000, ``amount_eur`` in cents, ``fx_rate_eur`` in
+        units of 10^-8 (int64 arrays; the same values as the texts of ``columns``), for writers that send numbers.
     """
 
-    columns: dict[str, np.ndarray]
-    source_lines: np.ndarray | None = None
+    columns: dict[str, pd.Series]
+    units: dict[str, np.ndarray]
 
     def __len__(self) -> int:
         return len(self.columns["transaction_id"])
 
 
-def transform_chunk(good: pd.DataFrame, ref: ReferenceData, movements: Movements,
-                    source_lines: np.ndarray | None = None) -> Transformed:
+def _series(values: pa.Array, index: pd.Index) -> pd.Series:
+    series = values.to_pandas()
+    series.index = index
+    return series
+
+
+def transform_chunk(good: pd.DataFrame, ref: ReferenceData, movements: Movements) -> Transformed:
     """Enrich and normalise the validated rows of one chunk; add their booked amounts to ``movements``.
 
     Values stay text where they are already valid text (ids, the amount as exported, timestamps); computed
-    numbers are formatted once. Missing values are ``None`` or NaN.
+    numbers are formatted once, by Arrow kernels. Missing values are NaN.
 
     :param good: rows that passed :func:`demobank.data_factory.validate.validate_chunk` (normalised values).
     :param ref: FX rates, accounts and merchants for the day.
     :param movements: the day's running per-account totals.
-    :param source_lines: the export's ``COPY`` text line of each row of ``good`` (PostgreSQL sources), passed on
-        for the fast path.
     """
-    currency = good["currency"]
-    account_pos = (good["account_pos"].to_numpy() if "account_pos" in good
-                   else ref.accounts.index.get_indexer(good["account_id"].to_numpy(dtype=object)))
-    account_currency = ref.accounts["currency"].to_numpy(dtype=object)[account_pos]
+    index = good.index
+    currency = to_arrow(good["currency"])
+    account_pos = (good["account_pos"].to_numpy(dtype=np.int64) if "account_pos" in good
+                   else positions(to_arrow(good["account_id"]), ref.account_ids))
     rates = {code: float(rate) for code, rate in ref.fx_rates.items()}
-    codes = pd.Index(list(rates), dtype=object)
+    codes = pa.array(list(rates), type=pa.large_string())
     rate_values = np.array([*rates.values(), np.nan])
-    currency_pos = codes.get_indexer(currency.to_numpy(dtype=object))
+    currency_pos = positions(currency, codes)
     rate = rate_values[currency_pos]  # position -1 (no rate: validation refused the row) takes NaN
-    account_rate = rate_values[codes.get_indexer(account_currency)]
-    amount_text = good["amount"].to_numpy(dtype=object)
+    account_currency_pos = ref.account_rate_positions[account_pos]
+    account_rate = rate_values[account_currency_pos]
     units = (np.round(good["amount_value"].to_numpy(dtype=float) * AMOUNT_SCALE).astype(np.int64)
              if "amount_value" in good else amount_units(good["amount"]))
-    amount_eur = np.round(units / AMOUNT_SCALE * rate, 2)
+    cents = np.rint(units / AMOUNT_SCALE * rate * 100)  # = numpy's round(…, 2), in whole cents
+    amount_eur = format_units_arrow(cents.astype(np.int64), 2, scale_decimals=2)
 
     # In the account's currency: the amount itself, or converted through the euro (cards used abroad).
-    same = currency.to_numpy(dtype=object) == account_currency
+    amount_text = to_arrow(good["amount"])
+    same = (currency_pos == account_currency_pos) & (currency_pos >= 0)
     account_units = units.copy()
-    amount_account = amount_text.copy()
+    amount_account = amount_text
     if not same.all():
         other = ~same
-        places = pd.Series(account_currency[other]).map(CURRENCY_DECIMALS).fillna(2).to_numpy(dtype=np.int64)
+        account_codes = ref.accounts["currency"].to_numpy(dtype=object)[account_pos[other]]
+        places = pd.Series(account_codes).map(CURRENCY_DECIMALS).fillna(2).to_numpy(dtype=np.int64)
         step = 10 ** (4 - places)
         converted = (np.round(units[other] * (rate[other] / account_rate[other]) / step) * step).astype(np.int64)
         account_units[other] = converted
-        amount_account[other] = format_units(converted, places)
-    credit = (good["direction"] == "credit").to_numpy()
-    booked = (good["status"] == "booked").to_numpy()
+        amount_account = pc.replace_with_mask(amount_text, pa.array(other), format_units_arrow(converted, places))
+    credit = as_bool(pc.equal(to_arrow(good["direction"]), "credit"))
+    booked = as_bool(pc.equal(to_arrow(good["status"]), "booked"))
     movements.add(account_pos, account_units, credit, booked)
 
-    channel = good["channel"]
-    with_merchant = channel.isin(("card_present", "card_not_present", "atm")).to_numpy()
-    merchant_pos = (good["merchant_pos"].to_numpy() if "merchant_pos" in good
-                    else ref.merchants.index.get_indexer(good["merchant_id"].to_numpy(dtype=object)))
+    channel = to_arrow(good["channel"])
+    with_merchant = as_bool(pc.is_in(channel, value_set=pa.array(MERCHANT_CHANNELS, type=pa.large_string())))
+    merchant_pos = (good["merchant_pos"].to_numpy(dtype=np.int64) if "merchant_pos" in good
+                    else positions(to_arrow(good["merchant_id"]), ref.merchant_ids))
     merchant_pos = np.where(with_merchant, merchant_pos, -1)
     has_merchant = merchant_pos >= 0
 
-    categories = (ref.merchants["category"] if "category" in ref.merchants
-                  else merchant_categories(ref.merchants)).to_numpy(dtype=object)
-    by_channel = channel.map(_CHANNEL_CATEGORIES).fillna("other").to_numpy(dtype=object)
-    category = (np.where(has_merchant, categories[np.maximum(merchant_pos, 0)], by_channel) if len(categories)
-                else by_channel)
-    rate_text = {code: f"{value:.8f}" for code, value in rates.items()}
+    categories = to_arrow(ref.merchants["category"] if "category" in ref.merchants
+                          else merchant_categories(ref.merchants))
+    channel_pos = positions(channel, _CHANNEL_KEYS)
+    by_channel = _CHANNEL_VALUES.take(pa.array(np.where(channel_pos < 0, len(_CHANNEL_CATEGORIES), channel_pos)))
+    category = (pc.if_else(pa.array(has_merchant), categories.take(pa.array(np.maximum(merchant_pos, 0))),
+                           by_channel) if len(categories) else by_channel)
+    rate_texts = [f"{value:.8f}" for value in rates.values()]
+    rate_text = pa.array([*rate_texts, None], type=pa.large_string())
+    rate_units = np.array([*(int(Decimal(text).scaleb(8)) for text in rate_texts), 0], dtype=np.int64)
+    rate_pos = np.where(currency_pos < 0, len(rates), currency_pos)
 
-    columns = {name: good[source].to_numpy(dtype=object) for name, source in _SOURCE_NAMES.items()}
+    columns = {name: good[source] for name, source in _SOURCE_NAMES.items()}
     columns.update({
-        "category": category,
-        "fx_rate_eur": np.array([*rate_text.values(), None], dtype=object)[currency_pos],
-        "amount_eur": np.array(list(map(repr, amount_eur.tolist())), dtype=object),
-        "amount_account": amount_account,
+        "category": _series(category, index),
+        "fx_rate_eur": _series(rate_text.take(pa.array(rate_pos)), index),
+        "amount_eur": _series(amount_eur, index),
+        "amount_account": _series(amount_account, index),
     })  # fmt: skip
-    lines = None
-    if source_lines is not None:
-        lines = np.asarray(source_lines, dtype=object)
-        if "normalised" in good:
-            lines = np.where(good["normalised"].to_numpy(dtype=bool), None, lines)
-    return Transformed(columns, lines)
+    numbers = {"amount": units, "amount_account": account_units, "amount_eur": cents.astype(np.int64),
+               "fx_rate_eur": rate_units[rate_pos]}
+    return Transformed(columns, numbers)
 
 
 _SOURCE_NAMES = {name: ("row_id" if name == "source_row_id" else name) for name in FACT_COLUMNS[:15]}
+_CHANNEL_KEYS = pa.array(list(_CHANNEL_CATEGORIES), type=pa.large_string())
+_CHANNEL_VALUES = pa.array([*_CHANNEL_CATEGORIES.values(), "other"], type=pa.large_string())  # "other": no channel
 
 
 def daily_balances(movements: Movements, previous_closing: pd.Series, accounts: pd.DataFrame) -> pd.DataFrame:

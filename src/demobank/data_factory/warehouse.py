@@ -24,12 +24,15 @@ Tables (created when missing by :func:`ensure_schema`; the pipelines call it, it
     The customer sync: customers (natural key ``customer_id``), the new customers whose ``customer.created``
     event is still to be published, and the high-water mark of each incremental source.
 
+Indexes of ``transactions``: its primary key, and the day index (business date, source row id): a BRIN index on
+PostgreSQL (see :data:`TRANSACTIONS_DAY_INDEX`), a B-tree on SQLite.
+
 Writes go through a temporary table (``COPY`` on PostgreSQL, ``executemany`` on SQLite) and one
 ``INSERT … SELECT … ON CONFLICT (key) DO UPDATE … WHERE <content differs>``: a row whose content is unchanged is
 not touched (on PostgreSQL not even a new row version), so loading the same data again changes nothing. One
 shortcut: the first load of a business day into PostgreSQL, when ``transactions`` holds no row of that day yet,
-``COPY``s its rows straight into ``transactions`` (every row is new, so inserting is upserting); a chunk with a key
-that exists under another day is rolled back to its savepoint and upserted instead.
+``COPY``s its rows (in the binary format) straight into ``transactions`` (every row is new, so inserting is
+upserting); a chunk with a key that exists under another day is rolled back to its savepoint and upserted instead.
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    text,
 )
 from sqlalchemy.exc import DBAPIError
 
@@ -96,8 +100,14 @@ transactions = Table(
     Column("amount_account", Numeric(20, 4), nullable=False),
     Column("first_load", Integer, nullable=False),
     Column("last_load", Integer, nullable=False),
-    Index("ix_transactions_business_date_source_row_id", "business_date", "source_row_id"),
+    # PostgreSQL: a BRIN index (a summary per range of pages, next to nothing to keep up on a load: loads append a
+    # day's rows in source_row_id order); SQLite: a B-tree. See TRANSACTIONS_DAY_INDEX.
+    Index("ix_transactions_business_date_source_row_id", "business_date", "source_row_id", postgresql_using="brin"),
 )
+TRANSACTIONS_DAY_INDEX = "ix_transactions_business_date_source_row_id"
+"""The index that finds a business day's rows (loads, publishing). On PostgreSQL it is a BRIN index: a B-tree cost
+every load about a fifth of its database time to keep up, for the few queries by day; warehouses made before are
+migrated by :func:`ensure_schema`."""
 
 accounts = Table(
     "accounts",
@@ -205,17 +215,42 @@ WAREHOUSE_TABLES: tuple[str, ...] = tuple(metadata.tables)
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the warehouse tables that are missing (idempotent; safe when two processes race)."""
+    """Create the warehouse tables that are missing and migrate older ones (idempotent; safe when two processes
+    race).
+
+    Migration: on PostgreSQL, a ``transactions`` day index made as a B-tree (before it became a BRIN index) is
+    dropped and made again as a BRIN index (in one transaction; the table is locked meanwhile).
+    """
     existing = set(inspect(engine).get_table_names())
-    if set(WAREHOUSE_TABLES) <= existing:
+    if not set(WAREHOUSE_TABLES) <= existing:
+        for attempt in range(3):
+            try:
+                metadata.create_all(engine, checkfirst=True)
+                break
+            except DBAPIError:  # another process created a table between the check and the CREATE
+                if attempt == 2:
+                    raise
+    if engine.dialect.name == "postgresql":
+        _migrate_day_index(engine)
+
+
+def _migrate_day_index(engine: Engine) -> None:
+    """Make the ``transactions`` day index a BRIN index if it is still a B-tree (PostgreSQL)."""
+    find = text("SELECT indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = 'transactions' "
+                "AND indexname = :name")
+    with engine.connect() as connection:
+        definition = connection.execute(find, {"name": TRANSACTIONS_DAY_INDEX}).scalar()
+    if definition is not None and " USING brin " in definition:
         return
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine, checkfirst=True)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("LOCK TABLE transactions IN SHARE ROW EXCLUSIVE MODE")  # one migrator at a time
+        definition = connection.execute(find, {"name": TRANSACTIONS_DAY_INDEX}).scalar()
+        if definition is not None and " USING brin " in definition:
             return
-        except DBAPIError:  # another process created a table between the check and the CREATE
-            if attempt == 2:
-                raise
+        log.info("warehouse: making the transactions day index %s a BRIN index", TRANSACTIONS_DAY_INDEX)
+        connection.exec_driver_sql(f"DROP INDEX IF EXISTS {TRANSACTIONS_DAY_INDEX}")
+        connection.exec_driver_sql(f"CREATE INDEX {TRANSACTIONS_DAY_INDEX} ON transactions USING brin "
+                                   "(business_date, source_row_id)")
 
 
 # -- bulk writes -----------------------------------------------------------------------------------------------
