@@ -52,3 +52,29 @@ def airflow_home() -> Path:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``last`` run after all others (e.g. the one that stops the shared live platform)."""
     items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+"""The browser of the UI tests: Debian's chromium, driven by Playwright (its own browser download fails here)."""
+ARTIFACTS = Path(__file__).resolve().parent / "ui" / "artifacts"
+"""Where the browser tests save their screenshots (gitignored)."""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless chromium for the module's tests; skipped without chromium, except in CI where that fails."""
+    if not CHROMIUM.exists():
+        message = (f"{CHROMIUM} is missing: the browser tests drive Debian's chromium (`make install` apt-installs "
+                   "it as root; or `apt-get install chromium`)")
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -6,46 +6,23 @@ days (``tests.e2e.data_factory``): 2026-01-08 (success, 5% quarantined), 2026-01
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import PROJECT_DIR
+from tests.conftest import ARTIFACTS
 from tests.e2e.api import Api
 from tests.e2e.conftest import LivePlatform
 from tests.e2e.data_factory import DAG, HALF_BAD_DAY, NEVER_EXPORTED, SAMPLE_DAY
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = PROJECT_DIR / "tests" / "ui" / "artifacts"
 TIMEOUT_MS = 60_000  # Airflow's UI on a busy SQLite metadata database answers slowly at times
 MONTE_CARLO = "https://getmontecarlo.com"  # montecarlo_default's ui_url in airflow_settings.yaml
 RECORD_TIMEOUT = 120
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = (f"{CHROMIUM} is missing: the browser test drives Debian's chromium (`make install` apt-installs it "
-                   "as root; or `apt-get install chromium`)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -5,42 +5,20 @@ failed in check_source, and a run still going."""
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.conftest import ARTIFACTS
 from tests.ui.conftest import HTML_ERROR, MISSING_SOURCE_ERROR, QUALITY_DAG, LiveServer, QualityRuns
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TIMEOUT_MS = 15_000
 MC = "https://mc.example.test"
 RUNNING = "scheduled__2026-01-10T02:00:00+00:00"
 #: The iframe Airflow 3.3's UI shows a plugin tab in (``allow-popups`` is not among its sandbox flags).
 AIRFLOW_SANDBOX = "allow-scripts allow-same-origin allow-forms allow-downloads"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        message = (f"{CHROMIUM} is missing: the browser test drives Debian's chromium (`make install` apt-installs it "
-                   "as root; or `apt-get install chromium`)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                              args=["--no-sandbox", "--disable-dev-shm-usage"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
