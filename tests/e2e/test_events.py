@@ -66,10 +66,23 @@ def transaction(n: int, amount: str = "42.50", **changes: Any) -> dict[str, Any]
     return {"type": "transaction.created", "data": data}
 
 
+def pending_deliveries(platform: LivePlatform) -> int:
+    with suite_db(platform) as db:
+        return db.execute("SELECT count(*) FROM event_deliveries WHERE status = 'pending'").fetchone()[0]
+
+
 @pytest.fixture(scope="module")
-def events_ready(api: Api) -> Api:
+def events_ready(api: Api, live_platform: LivePlatform) -> Api:
+    """The dispatcher is active and the audit queue holds only what these tests send: the events earlier tests
+    published (the Data Factory's thousands) are delivered first, then the queue is purged, so that finding the
+    tests' events does not mean reading through everybody else's."""
     api.wait_for_dag(DISPATCH)
     api.wait_for_dag(ALERT)
+    deadline = time.monotonic() + 240
+    while pending_deliveries(live_platform) and time.monotonic() < deadline:
+        time.sleep(2)
+    queue = AuditQueue(live_platform.moto_url)
+    queue.sqs.purge_queue(QueueUrl=queue.url)
     return api
 
 
