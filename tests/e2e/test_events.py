@@ -68,7 +68,8 @@ def transaction(n: int, amount: str = "42.50", **changes: Any) -> dict[str, Any]
 
 def pending_deliveries(platform: LivePlatform) -> int:
     with suite_db(platform) as db:
-        return db.execute("SELECT count(*) FROM event_deliveries WHERE status = 'pending'").fetchone()[0]
+        return db.execute("SELECT count(*) FROM event_deliveries d JOIN event_targets t ON t.id = d.target_id "
+                          "WHERE d.status = 'pending' AND t.name = 'demobank-events-bus'").fetchone()[0]
 
 
 @pytest.fixture(scope="module")
