@@ -210,7 +210,8 @@ def test_dockerfile_installs_pinned_requirements_then_the_package() -> None:
     copies = [i for i in instructions if i.startswith("COPY ")]
 
     assert re.fullmatch(r"FROM (python:3\.11-slim-bookworm|apache/airflow:3\.3\.2-python3\.11)", instructions[0])
-    requirements = next(n for n, i in enumerate(instructions) if "uv pip install --system --compile-bytecode -r requirements.txt" in i)
+    requirements = next(n for n, i in enumerate(instructions)
+                        if "uv pip install --system --compile-bytecode -r requirements.txt" in i)
     package = next(n for n, i in enumerate(instructions) if "pip install --no-deps ." in i)
     assert "pip install uv==0.13.8" in instructions[requirements]
     assert requirements < package
