@@ -246,3 +246,21 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block
     path.write_text(text)
+
+
+def progress(message: str) -> None:
+    """A timestamped progress line on stderr (stdout carries the report)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def finish(name: str, report: str, missed: Sequence[str], *, write: bool, started: float) -> int:
+    """The end every benchmark shares: print the report, refresh its BENCHMARKS.md section if asked, name each
+    missed target on stderr; the exit status is 1 when a target was missed."""
+    print(report)
+    if write:
+        write_section(name, report)  # reads BENCHMARKS.md at this moment and replaces only this section
+        progress(f"BENCHMARKS.md: section {name!r} refreshed")
+    progress(f"done in {time.monotonic() - started:.0f} s")
+    for line in missed:
+        print(f"TARGET MISSED: {line}", file=sys.stderr)
+    return 1 if missed else 0

@@ -39,7 +39,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from _common import HttpRequestLog, SandboxProcess, machine, markdown_table, median, spread, write_section
+from _common import HttpRequestLog, SandboxProcess, finish, machine, markdown_table, median, progress, spread
 
 NAME = "connect_fanout"
 TWILIO_SID = "AC" + "0" * 32  # the sandbox's documented development values, not credentials
@@ -498,10 +498,6 @@ def run(args: argparse.Namespace) -> Results:
     return Results(args, email_base, email_ours, sms_base, sms_ours, sms_faults)
 
 
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
@@ -509,15 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = " ".join(sys.argv[1:]) if argv is None else " ".join(argv)
     command = f".venv/bin/python bench/{NAME}.py" + (f" {shown}" if shown else "")
     report = results.markdown(command)
-    print(report)
-    if args.write:
-        write_section(NAME, report)
-        progress(f"BENCHMARKS.md: section {NAME!r} refreshed")
-    progress(f"done in {time.monotonic() - started:.0f} s")
-    missed = results.failures()
-    for line in missed:
-        print(f"TARGET MISSED: {line}", file=sys.stderr)
-    return 1 if missed else 0
+    return finish(NAME, report, results.failures(), write=args.write, started=started)
 
 
 if __name__ == "__main__":

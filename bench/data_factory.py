@@ -46,7 +46,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from _common import PROJECT_DIR, machine, markdown_table, median, spread, write_section
+from _common import PROJECT_DIR, finish, machine, markdown_table, median, spread
 
 NAME = "data_factory"
 DAY = date(2026, 1, 5)
@@ -593,15 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run(args)
     shown = " ".join(sys.argv[1:]) if argv is None else " ".join(argv)
     report = results.markdown(f".venv/bin/python bench/{NAME}.py" + (f" {shown}" if shown else ""))
-    print(report)
-    if args.write:
-        write_section(NAME, report)
-        progress(f"BENCHMARKS.md: section {NAME!r} refreshed")
-    progress(f"done in {time.monotonic() - started:.0f} s")
-    missed = results.failures()
-    for line in missed:
-        print(f"TARGET MISSED: {line}", file=sys.stderr)
-    return 1 if missed else 0
+    return finish(NAME, report, results.failures(), write=args.write, started=started)
 
 
 if __name__ == "__main__":

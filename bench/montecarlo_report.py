@@ -74,11 +74,12 @@ from _common import (
     PROJECT_DIR,
     HttpRequestLog,
     SandboxProcess,
+    finish,
     free_port,
     machine,
     markdown_table,
     median,
-    write_section,
+    progress,
 )
 
 NAME = "montecarlo_report"
@@ -153,10 +154,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if url != "sqlite" and not url.startswith("postgresql"):
             parser.error(f"--db-url {url!r}: give 'sqlite' or a postgresql+psycopg2:// URL")
     return args
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- Monte Carlo stand-ins -------------------------------------------------------------------------------
@@ -1092,15 +1089,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = " ".join(sys.argv[1:]) if argv is None else " ".join(argv)
     command = f".venv/bin/python bench/{NAME}.py" + (f" {shown}" if shown else "")
     report = results.markdown(command)
-    print(report)
-    if args.write:
-        write_section(NAME, report)  # reads BENCHMARKS.md at this moment and replaces only this section
-        progress(f"BENCHMARKS.md: section {NAME!r} refreshed")
-    progress(f"done in {time.monotonic() - started:.0f} s")
-    missed = results.failures()
-    for line in missed:
-        print(f"TARGET MISSED: {line}", file=sys.stderr)
-    return 1 if missed else 0
+    return finish(NAME, report, results.failures(), write=args.write, started=started)
 
 
 if __name__ == "__main__":

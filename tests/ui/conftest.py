@@ -6,10 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
@@ -71,6 +73,25 @@ def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, wi
     return app
 
 
+@contextmanager
+def serving(app: FastAPI, port: int, name: str) -> Iterator[None]:
+    """Serve ``app`` with uvicorn on 127.0.0.1:``port`` in a thread until the block ends."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port} within 20 s")
+        time.sleep(0.05)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 @pytest.fixture
 def client(engine: Engine, announcer: Announcer) -> Iterator[TestClient]:
     with TestClient(events_app(engine, announcer)) as test_client:
@@ -100,26 +121,12 @@ class LiveServer:
 @pytest.fixture
 def live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveServer]:
     """The page and the API served by uvicorn on a free port of 127.0.0.1, in a background thread."""
-    import uvicorn
 
     from tests.conftest import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(events_app(engine, announcer, with_page=True), host="127.0.0.1",
-                                           port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, name="targets-page-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port} within 20 s")
-        time.sleep(0.05)
-    try:
+    with serving(events_app(engine, announcer, with_page=True), port, "targets-page-uvicorn"):
         yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 # -- the Data Quality tab ------------------------------------------------------------------------------------------
@@ -265,7 +272,6 @@ def quality_client(engine: Engine) -> Iterator[TestClient]:
 @pytest.fixture
 def quality_live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveServer]:
     """The Data Quality page and API served by uvicorn on a free port of 127.0.0.1, in a background thread."""
-    import uvicorn
 
     from demobank.ui.quality_api import monte_carlo_links
     from tests.conftest import free_port
@@ -275,18 +281,5 @@ def quality_live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveSe
     monte_carlo_links(QUALITY_DAG)
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(quality_app(engine), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, name="quality-page-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            pytest.fail(f"uvicorn did not start on 127.0.0.1:{port} within 20 s")
-        time.sleep(0.05)
-    try:
+    with serving(quality_app(engine), port, "quality-page-uvicorn"):
         yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
