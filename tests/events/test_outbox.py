@@ -19,19 +19,17 @@ from demobank.db.migrate import alembic_config, schema_diff, upgrade
 from demobank.db.models import EventDelivery, EventTarget, OutboxEvent
 from demobank.events.catalog import EventValidationError, UnknownEventTypeError, examples, schema_uri
 from demobank.events.envelope import CloudEvent
+from demobank.events.filters import filter_matches, type_matches, validate_type_filter
 from demobank.events.outbox import (
     DEFAULT_MAX_EVENT_BYTES,
     MAX_BATCH_SIZE,
     MAX_EVENT_BYTES_ENV,
     EventConflictError,
-    filter_matches,
     max_event_bytes,
     prepare_event,
     publish,
     publish_many,
     publish_now,
-    type_matches,
-    validate_type_filter,
 )
 from demobank.exceptions import ConfigurationError
 from tests.db.conftest import (  # noqa: F401 - pytest registers the imported fixtures for this module

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from demobank.db.engine import get_engine, session_scope
 from demobank.db.models import EventDelivery, OutboxEvent
-from demobank.events import targets
+from demobank.events import filters, targets
 from demobank.events.catalog import examples
 from demobank.events.outbox import publish, publish_many
 from tests.db.conftest import _isolated_engines, sqlite_url  # noqa: F401 - fixtures
@@ -54,7 +54,7 @@ def spec(**fields: Any) -> targets.TargetSpec:
     (None, {"anything": 1}, True),
 ])
 def test_data_matches(match: Any, data: Any, expected: bool) -> None:
-    assert targets.data_matches(targets.validate_match(match), data) is expected
+    assert filters.data_matches(filters.validate_match(match), data) is expected
 
 
 @pytest.mark.parametrize(("match", "names"), [
@@ -68,7 +68,7 @@ def test_data_matches(match: Any, data: Any, expected: bool) -> None:
 ])
 def test_a_bad_match_is_refused_naming_the_condition(match: Any, names: str) -> None:
     with pytest.raises(ValueError, match=r"invalid match filter|must be an object") as caught:
-        targets.validate_match(match)
+        filters.validate_match(match)
     assert names in str(caught.value)
 
 

@@ -56,8 +56,8 @@ def announcer() -> Announcer:
 
 def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, with_page: bool = False) -> FastAPI:
     """The events router at ``/api/v1`` (or the page and router under ``/demobank``, as the plugin mounts them)."""
-    from demobank.ui.app import TEMPLATES
     from demobank.ui.events_api import create_router
+    from demobank.ui.templating import TEMPLATES
 
     app = FastAPI()
     router = create_router(lambda: engine, announce)

@@ -31,7 +31,7 @@ from demobank.exceptions import DemoBankError
 
 if TYPE_CHECKING:
     from demobank.connectors.montecarlo import MonteCarloHook
-    from demobank.data_factory.reporting import DagRunReport
+    from demobank.data_factory.run_report import DagRunReport
 
 log = logging.getLogger(__name__)
 

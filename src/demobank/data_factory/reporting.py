@@ -41,7 +41,6 @@ dependencies, outlet URIs, triggered DAGs and schedule URIs). Closed here, where
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import time
@@ -51,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
+from demobank.data_factory.run_report import DagRunReport
+
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
@@ -58,7 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DAG_RESULT_OPERATION = "upload_airflow_dag_result"
 DEFAULT_SEND_TIMEOUT = 0.5
 """Seconds for connecting and for reading when a callback sends its report (so at most about 1 s in all)."""
 CALLBACK_BUDGET_SECONDS = 1.0
@@ -70,35 +70,6 @@ RECORD_MARGIN_SECONDS = 0.1
 
 _SUCCESS_STATES = frozenset({"success", "skipped"})
 _FAILED_STATES = frozenset({"failed"})
-
-
-@dataclass(frozen=True)
-class DagRunReport:
-    """The report of one finished DAG run: what the UI shows, and the exact gateway body sent to Monte Carlo."""
-
-    dag_id: str
-    run_id: str
-    run_state: str
-    success: bool
-    reason: str | None
-    start_date: datetime | None
-    end_date: datetime | None
-    failed_task_ids: list[str]
-    inlet_uris: list[str]
-    outlet_uris: list[str]
-    task_states: dict[str, str]
-    body: dict[str, Any] = field(repr=False)
-    operation: str = DAG_RESULT_OPERATION
-
-    @property
-    def report_key(self) -> str:
-        """Unique per DAG run and outcome: a repeated callback is the same report, a re-run is a new one."""
-        end = self.end_date.isoformat() if self.end_date else ""
-        return hashlib.sha256(f"{self.dag_id}\x1f{self.run_id}\x1f{self.run_state}\x1f{end}".encode()).hexdigest()
-
-    def body_json(self) -> str:
-        """The gateway body as JSON text (what is stored and sent)."""
-        return json.dumps(self.body, separators=(",", ":"), sort_keys=False)
 
 
 # -- lineage -----------------------------------------------------------------------------------------------------

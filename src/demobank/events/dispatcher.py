@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent, TargetKind
 from demobank.events.eventbridge import Delivered, Failed, PublishResult
-from demobank.events.targets import data_matches, settings_of
+from demobank.events.filters import data_matches
+from demobank.events.targets import settings_of
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -48,11 +48,10 @@ from demobank.events.envelope import (
     SOURCE,
     CloudEvent,
     NotJsonError,
-    is_event_type,
     json_safe,
     new_event_id,
 )
-from demobank.events.targets import data_matches
+from demobank.events.filters import data_matches, filter_matches
 from demobank.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -105,65 +104,6 @@ def max_event_bytes() -> int:
             f"{DEFAULT_MAX_EVENT_BYTES} (256 KiB, EventBridge's entry limit) or unset it."
         )
     return value
-
-
-# -- target filters -----------------------------------------------------------------------------------------
-
-
-def type_matches(pattern: str, event_type: str) -> bool:
-    """Whether one filter pattern matches an event type.
-
-    ``"*"`` matches every type; ``"transaction.*"`` every type that starts with ``transaction.`` (at any depth,
-    so ``"pipeline.*"`` matches ``pipeline.run.completed``); anything else matches that exact type.
-    """
-    if pattern == "*":
-        return True
-    if pattern.endswith(".*"):
-        return event_type.startswith(pattern[:-1])
-    return pattern == event_type
-
-
-def filter_matches(patterns: Iterable[str], event_type: str) -> bool:
-    """Whether any pattern of a target's ``event_types`` filter matches ``event_type``."""
-    return any(type_matches(pattern, event_type) for pattern in patterns)
-
-
-def validate_type_filter(patterns: Any, known_types: Iterable[str] | None = None) -> list[str]:
-    """Check a target's ``event_types`` filter (for the code that creates or edits targets).
-
-    :param patterns: a non-empty list of ``"*"``, exact event types, or prefixes ending in ``".*"``.
-    :param known_types: when given, an exact type must be one of them and a prefix must match at least one.
-    :return: the patterns, duplicates removed, in their order.
-    :raises ValueError: naming every bad pattern.
-    """
-    if isinstance(patterns, str) or not isinstance(patterns, Sequence) or not patterns:
-        raise ValueError(
-            f'event_types must be a non-empty list of patterns, got {patterns!r}: e.g. ["*"] for every type, '
-            '["transaction.created"], or ["transaction.*"]'
-        )
-    known = sorted(known_types) if known_types is not None else None
-    errors = []
-    for index, pattern in enumerate(patterns):
-        if not isinstance(pattern, str):
-            errors.append(f"event_types[{index}] = {pattern!r} is not a string")
-        elif pattern == "*":
-            continue
-        elif pattern.endswith(".*"):
-            if not is_event_type(pattern[:-2] + ".x"):
-                errors.append(f"event_types[{index}] = {pattern!r} is not a prefix pattern such as 'transaction.*'")
-            elif known is not None and not any(type_matches(pattern, known_type) for known_type in known):
-                errors.append(f"event_types[{index}] = {pattern!r} matches no event type of the catalog")
-        elif not is_event_type(pattern):
-            errors.append(
-                f"event_types[{index}] = {pattern!r} is neither '*', an event type such as 'transaction.created', "
-                "nor a prefix such as 'transaction.*'"
-            )
-        elif known is not None and pattern not in known:
-            errors.append(f"event_types[{index}] = {pattern!r} is not an event type of the catalog")
-    if errors:
-        hint = f" (known types: {', '.join(known)})" if known else ""
-        raise ValueError("invalid event_types filter: " + "; ".join(errors) + hint)
-    return list(dict.fromkeys(patterns))
 
 
 @dataclass(frozen=True)

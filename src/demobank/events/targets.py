@@ -1,15 +1,7 @@
 """Event targets: what they are (validated specs), where they come from, and how they are managed.
 
-A target is a destination plus a filter. The filter is ``event_types`` (``"*"``, exact types, ``"transaction.*"``)
-and, optionally, ``match``: conditions on the event's data, all of which must hold, in the spirit of EventBridge's
-content filtering::
-
-    {"amount": {">=": "1000"}}              numeric comparison (decimal strings or numbers; >, >=, <, <=, =, !=)
-    {"currency": ["EUR", "USD"]}            one of these values
-    {"direction": "debit"}                  equal to this value
-    {"merchant.country": "DE"}              a dotted path into nested objects
-
-A condition on a field the event does not have does not hold. Kinds:
+A target is a destination plus a filter: ``event_types`` and, optionally, ``match`` conditions on the event's data
+(see :mod:`demobank.events.filters`). Kinds:
 
 * ``eventbridge``: an AWS EventBridge bus (``aws_conn_id``, ``bus_name``, ``region_name``, ``max_event_bytes``).
 * ``airflow_dag``: starts a DAG run per event (``dag_id``): how a large ``transaction.created`` starts
@@ -27,11 +19,9 @@ deliveries queued before it was disabled wait until it is enabled again.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -41,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
+from demobank.events.filters import validate_match, validate_type_filter
 from demobank.exceptions import DemoBankError
 
 DEFAULT_BUS_NAME = "demobank-events"
@@ -54,9 +45,7 @@ EVENTBRIDGE_MAX_ENTRY_BYTES = 256 * 1024
 
 PING_EVENT_TYPE = "demobank.ping"
 
-_COMPARISONS = (">", ">=", "<", "<=", "=", "!=")
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,99}$"
-_FIELD_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 class TargetError(DemoBankError):
@@ -107,89 +96,6 @@ def settings_of(kind: str, config: Mapping[str, Any] | None) -> BaseModel:
     return model.model_validate(dict(config or {}))
 
 
-# -- data filter (match) -----------------------------------------------------------------------------------------
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
-        return None
-    try:
-        number = Decimal(str(value))
-    except InvalidOperation:
-        return None
-    return number if number.is_finite() else None
-
-
-def validate_match(match: Any) -> dict[str, Any] | None:
-    """Check a ``match`` filter; return it (``None`` or ``{}`` mean no condition).
-
-    :raises ValueError: naming every bad condition and the form it should take.
-    """
-    if match is None or match == {}:
-        return None
-    if not isinstance(match, Mapping):
-        raise ValueError(f'match must be an object of field conditions, e.g. {{"amount": {{">=": "1000"}}}}, '
-                         f"got {type(match).__name__}")
-    errors = []
-    for field, condition in match.items():
-        where = f"match[{field!r}]"
-        if not isinstance(field, str) or not _FIELD_PATTERN.match(field):
-            errors.append(f"{where}: a field is a name or a dotted path such as 'amount' or 'merchant.country'")
-        elif isinstance(condition, Mapping):
-            if not condition:
-                errors.append(f"{where}: an empty comparison; give one such as {{'>=': '1000'}}")
-            for operator, operand in condition.items():
-                if operator not in _COMPARISONS:
-                    errors.append(f"{where}: unknown comparison {operator!r}; use one of {', '.join(_COMPARISONS)}")
-                elif _decimal(operand) is None:
-                    errors.append(f"{where}[{operator!r}]: {operand!r} is not a number (e.g. 1000 or \"1000.00\")")
-        elif isinstance(condition, list):
-            if not condition or not all(isinstance(item, str | int | float | bool) for item in condition):
-                errors.append(f"{where}: a list of values must be non-empty and hold only strings, numbers, booleans")
-        elif not isinstance(condition, str | int | float | bool):
-            errors.append(f"{where}: {condition!r} is not a value, a list of values or a comparison object")
-    if errors:
-        raise ValueError("invalid match filter: " + "; ".join(errors))
-    return dict(match)
-
-
-_MISSING = object()
-
-
-def _lookup(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if not isinstance(data, Mapping) or part not in data:
-            return _MISSING
-        data = data[part]
-    return data
-
-
-def _compare(operator: str, left: Decimal, right: Decimal) -> bool:
-    return {">": left > right, ">=": left >= right, "<": left < right, "<=": left <= right, "=": left == right,
-            "!=": left != right}[operator]
-
-
-def data_matches(match: Mapping[str, Any] | None, data: Any) -> bool:
-    """Whether an event's data meets every condition of a (validated) ``match`` filter."""
-    if not match:
-        return True
-    for field, condition in match.items():
-        value = _lookup(data, field)
-        if value is _MISSING:
-            return False
-        if isinstance(condition, Mapping):
-            number = _decimal(value)
-            if number is None or not all(_compare(op, number, _decimal(operand))  # type: ignore[arg-type]
-                                         for op, operand in condition.items()):
-                return False
-        elif isinstance(condition, list):
-            if value not in condition:
-                return False
-        elif value != condition:
-            return False
-    return True
-
-
 # -- specs -------------------------------------------------------------------------------------------------------
 
 
@@ -210,7 +116,6 @@ class TargetSpec(BaseModel):
     @classmethod
     def _known_types(cls, patterns: list[str]) -> list[str]:
         from demobank.events.catalog import event_types
-        from demobank.events.outbox import validate_type_filter
 
         return validate_type_filter(patterns, event_types())
 
@@ -489,7 +394,7 @@ if __name__ == "__main__":
 
 __all__ = [
     "DEFAULT_AWS_CONN_ID", "DEFAULT_BUS_NAME", "AirflowDagSettings", "EventBridgeSettings", "TargetConflictError",
-    "TargetError", "TargetNotFoundError", "TargetSpec", "TargetView", "create_target", "data_matches",
+    "TargetError", "TargetNotFoundError", "TargetSpec", "TargetView", "create_target",
     "deliveries_of", "get_target", "import_targets", "list_targets", "ping", "set_enabled", "settings_of",
-    "specs_from_settings", "update_target", "validate_match",
+    "specs_from_settings", "update_target",
 ]

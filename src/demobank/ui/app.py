@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.templating import Jinja2Templates
 
 from demobank.ui.events_api import create_router as create_events_router
 from demobank.ui.quality_api import create_router as create_quality_router
-
-TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+from demobank.ui.templating import TEMPLATES
 
 Channel = Literal["sms", "email", "montecarlo"]
 

@@ -197,7 +197,7 @@ def create_router(
 
     @router.get(f"/{PAGE_PATH}/{{dag_id}}", response_class=HTMLResponse)
     def data_quality_page(request: Request, dag_id: str) -> HTMLResponse:
-        from demobank.ui.app import TEMPLATES
+        from demobank.ui.templating import TEMPLATES
 
         try:
             has_record = bool(history(dag_id, 1))
