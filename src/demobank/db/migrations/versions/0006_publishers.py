@@ -1,4 +1,4 @@
-"""Events: the publisher of every outbox event, idempotency keys scoped by publisher (placeholder, filled in by that work).
+"""Events: the publisher of every outbox event, idempotency keys scoped by publisher (placeholder).
 
 Revision ID: 0006
 Revises: 0005

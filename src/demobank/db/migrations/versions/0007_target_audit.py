@@ -1,4 +1,4 @@
-"""Events: the audit trail of event targets (who created, changed, disabled, replayed what, when) (placeholder, filled in by that work).
+"""Events: the audit trail of event targets (placeholder).
 
 Revision ID: 0007
 Revises: 0006
