@@ -84,7 +84,8 @@ def _current_user() -> Any:
     return get_user
 
 
-AuthManagerDep = Annotated["BaseAuthManager", Depends(auth_manager)]
+AuthManagerDep = Annotated[Any, Depends(auth_manager)]
+"""A route parameter: the auth manager (a real object, so that it resolves in any module's signatures)."""
 
 
 def is_allowed(manager: BaseAuthManager, user: BaseUser, action: Action, *, conn_id: str | None = None) -> bool:
@@ -138,15 +139,74 @@ def ensure_dag_access(manager: BaseAuthManager, user: BaseUser, dag_id: str, met
         raise forbidden(user, why, f"{method} on DAG runs of {dag_id!r} (the right to {verb} that DAG)")
 
 
-def require(action: Action) -> Any:
-    """A route dependency: the signed-in user (401 without one) may do ``action`` (403 otherwise); returns the user."""
-    get_user = _current_user()
+def _dependency(check: Any, **parameters: Any) -> Any:
+    """``Depends(check)`` with the user and the auth manager as its dependencies.
 
-    def check(user: Annotated[Any, Depends(get_user)], manager: AuthManagerDep) -> Any:
+    The annotations are set as objects, not the strings of ``from __future__ import annotations``: FastAPI resolves
+    string annotations in this module's globals, where Airflow's ``get_user`` (imported lazily) is not, and would
+    take the parameters for query parameters.
+    """
+    check.__annotations__ = {**parameters, "user": Annotated[Any, Depends(_current_user())],
+                             "manager": Annotated[Any, Depends(auth_manager)], "return": Any}
+    return Depends(check)
+
+
+def require(action: Action) -> Any:
+    """A route dependency: the signed-in user (401 without one) may do ``action`` (403 otherwise); returns the user.
+
+    The dependency carries ``required_action`` (see :func:`checks_of`).
+    """
+
+    def check(user: Any, manager: Any) -> Any:
         ensure(manager, user, action)
         return user
 
-    return Depends(check)
+    check.required_action = action  # type: ignore[attr-defined]
+    check.__name__ = f"require_{action.value}"
+    return _dependency(check)
+
+
+def require_dag_access(method: ResourceMethod, why: str) -> Any:
+    """A route dependency for a route with a ``{dag_id}`` path parameter: the user may read (``GET``) or trigger
+    (``POST``) that DAG's runs (403 with the suite's message otherwise); returns the user.
+
+    :param why: what the route does, for the message ("read the data quality record of this DAG").
+    """
+
+    def check(dag_id: str, user: Any, manager: Any) -> Any:
+        ensure_dag_access(manager, user, dag_id, method, why)
+        return user
+
+    check.required_dag_access = method  # type: ignore[attr-defined]
+    check.__name__ = f"require_dag_{method.lower()}"
+    return _dependency(check, dag_id=str)
+
+
+def checks_of(route: Any) -> list[str]:
+    """The permission checks among a route's dependencies (its router's included): ``"read"``, ``"publish"``,
+    ``"manage"`` for :func:`require`, ``"dag GET"``/``"dag POST"`` for :func:`require_dag_access`; in order.
+
+    Checks that depend on the request's body (the DAG of an ``airflow_dag`` target) are made in the handler and are
+    not listed here.
+    """
+    found: list[str] = []
+
+    def walk(dependant: Any) -> None:
+        for dependency in dependant.dependencies:
+            call = dependency.call
+            if getattr(call, "required_action", None) is not None:
+                found.append(call.required_action.value)
+            elif getattr(call, "required_dag_access", None) is not None:
+                found.append(f"dag {call.required_dag_access}")
+            walk(dependency)
+
+    walk(route.dependant)
+    return found
+
+
+def question_of(action: Action) -> Question:
+    """What ``action`` is and the permission it needs, in the words of the 403 (for pages that explain)."""
+    return _QUESTIONS[action]
 
 
 def permissions_of(manager: BaseAuthManager, user: BaseUser) -> dict[str, bool]:
