@@ -159,12 +159,13 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveServer]:
-    """The whole plugin app under ``/demobank``, signed in as an operator (role op), served by uvicorn on a free port
+    """The whole plugin app under ``/demobank``, signed in as ``operator`` (role op), served by uvicorn on a free port
     of 127.0.0.1 in a background thread; ``live_server.sign_in(role)`` switches the user."""
 
     from tests.conftest import free_port
 
-    app = plugin_app(engine, announcer, role="op")
+    app = plugin_app(engine, announcer, role=None)
+    sign_in(app, "op", name="operator")
     port = free_port()
     with serving(mounted(app), port, "targets-page-uvicorn"):
         yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer, app)
