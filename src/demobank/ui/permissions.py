@@ -14,12 +14,16 @@ action            asked of the auth manager                                     
                   starts the dispatcher DAG, so it is the right to trigger that DAG
 ``manage``        ``is_authorized_connection(PUT)``: a target (or a Monte Carlo report)   Op, Admin
                   decides where the bank's data goes, like a connection does
-``trigger_dag``   ``is_authorized_dag(POST, RUN, <dag_id>)``: saving, pinging or          User, Op, Admin
-                  replaying an ``airflow_dag`` target starts that DAG                     (with ``manage``: Op, Admin)
+``trigger_dag``   ``is_authorized_dag(POST, RUN, <dag_id>)``: saving, enabling, pinging   User, Op, Admin
+                  or replaying an ``airflow_dag`` target starts that DAG (the DAG of the  (with ``manage``: Op, Admin)
+                  body when saving, the target's otherwise)
 ================  ======================================================================  ===========================
 
 Reads of a DAG's own records (the Data Quality tab) also ask ``is_authorized_dag(GET, RUN, <dag_id>)``, as
-Airflow's own run endpoints do (:func:`ensure_dag_access`).
+Airflow's own run endpoints do (:func:`require_dag_access`, :func:`ensure_dag_access`).
+
+:func:`checks_of` lists a route's permission dependencies; ``tests/ui/test_route_permissions.py`` uses it to fail
+for any route of the plugin app without one, or missing from the expectation table ``tests/ui/route_matrix.py``.
 
 A refusal is ``403`` with a message naming the action, the question asked of the auth manager and the user; never a
 bare "Forbidden". Tests replace the auth manager with :func:`use_auth_manager` (FastAPI dependency override).
