@@ -59,7 +59,8 @@ def test_plugin_routes_answer_with_a_token_or_the_ui_cookie(live_platform: LiveP
     assert "Sandbox outbox" in by_bearer.text
     by_cookie = requests.get(f"{live_platform.api_url}/demobank/api/v1/whoami", cookies={"_token": token}, timeout=30)
     assert by_cookie.status_code == 200
-    assert by_cookie.json() == {"user": "admin"}
+    assert by_cookie.json()["user"] == "admin"
+    assert by_cookie.json()["permissions"] == {"read": True, "publish": True, "manage": True}
     unknown = requests.get(f"{live_platform.api_url}/demobank/docs", cookies={"_token": token}, timeout=30)
     assert unknown.status_code == 404
 
