@@ -131,7 +131,7 @@ def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engin
     assert "CUST-77777" in dead and "alerts" in dead
     from datetime import UTC, datetime, timedelta
 
-    from demobank.events.dispatcher import replay
+    from demobank.events.replay import replay
     now = datetime.now(UTC)
     # The replay keeps to the target's filter: the 999.99 transaction is not replayed to the alerts.
     assert replay(engine, alerts.id, "transaction.created", now - timedelta(hours=1), now + timedelta(hours=1)) == 2

@@ -23,10 +23,10 @@ from demobank.events.dispatcher import (
     delivery_counts,
     dispatch_once,
     dispatch_until_empty,
-    replay,
 )
 from demobank.events.eventbridge import Delivered, EventBridgePublisher, Failed, PublishResult, RetryPolicy
 from demobank.events.outbox import publish_many
+from demobank.events.replay import replay
 from tests.db.conftest import (  # noqa: F401 - pytest registers the imported fixtures for this module
     _isolated_engines,
     db_url,

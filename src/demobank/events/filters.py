@@ -1,7 +1,7 @@
 """Event filters of targets: which event types (``event_types``) and which data (``match``) a target selects.
 
 Used where events are written (:mod:`demobank.events.outbox`), where targets are edited
-(:mod:`demobank.events.targets`) and where replays are queued (:mod:`demobank.events.dispatcher`); it imports none of
+(:mod:`demobank.events.targets`) and where replays are queued (:mod:`demobank.events.replay`); it imports none of
 them.
 
 ``event_types`` patterns: ``"*"``, exact types, or prefixes such as ``"transaction.*"``. ``match``: conditions on

@@ -186,7 +186,7 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
     @router.post("/targets/{target_id}/replay", status_code=202)
     def replay(target_id: int, request: ReplayRequest) -> JSONResponse:
         from demobank.events import catalog
-        from demobank.events.dispatcher import replay as queue_replay
+        from demobank.events.replay import replay as queue_replay
 
         if request.event_type not in catalog.event_types():
             return _error(422, f"event_type {request.event_type!r} is not in the catalog: use one of "
