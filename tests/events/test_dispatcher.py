@@ -43,6 +43,8 @@ from tests.events.conftest_moto import (  # noqa: F401 - the *_fixture functions
     moto_aws_fixture,
 )
 
+PUBLISHER = "dag:test_dispatcher"  # who this module's events are published by
+
 FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.01)
 NO_WAIT = lambda attempt: timedelta(0)  # noqa: E731 - a backoff that retries at once
 
@@ -81,7 +83,7 @@ def publish_events(engine: Engine, count: int, event_type: str = "transaction.cr
                 event["time"] = time
             events.append(event)
         with session_scope(engine) as session:
-            ids += publish_many(session, events)
+            ids += publish_many(session, events, publisher=PUBLISHER)
     return ids
 
 
