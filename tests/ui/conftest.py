@@ -54,12 +54,23 @@ def announcer() -> Announcer:
     return Announcer()
 
 
-def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, with_page: bool = False) -> FastAPI:
-    """The events router at ``/api/v1`` (or the page and router under ``/demobank``, as the plugin mounts them)."""
+API_USER = "ops-tester"
+"""The user the events router's tests are signed in as (an Admin of Airflow's simple auth manager)."""
+
+
+def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, with_page: bool = False,
+               user: Any = None) -> FastAPI:
+    """The events router at ``/api/v1`` (or the page and router under ``/demobank``, as the plugin mounts them),
+    every request signed in as ``user`` (by default :data:`API_USER`, an Admin) of Airflow's simple auth manager."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
     from demobank.ui.events_api import create_router
+    from demobank.ui.permissions import use_auth_manager
     from demobank.ui.templating import TEMPLATES
 
     app = FastAPI()
+    use_auth_manager(app, SimpleAuthManager(), user or SimpleAuthManagerUser(username=API_USER, role="admin"))
     router = create_router(lambda: engine, announce)
     if not with_page:
         app.include_router(router, prefix="/api/v1")
