@@ -27,7 +27,9 @@ batches of that size.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from demobank.exceptions import ConfigurationError
 
@@ -99,7 +101,10 @@ ALL_LIMITS: tuple[Limit, ...] = (
 """Every limit (the README lists each one)."""
 
 
-def limited(items: list, limit: Limit | None = None) -> tuple[list, int]:
-    """The first ``MAX_PROBLEMS`` (or ``limit``) items and how many were left out."""
-    cap = (limit or MAX_PROBLEMS).value()
-    return items[:cap], max(0, len(items) - cap)
+_Item = TypeVar("_Item")
+
+
+def limited(items: Sequence[_Item], limit: Limit = MAX_PROBLEMS) -> tuple[list[_Item], int]:
+    """The first ``DEMOBANK_API_MAX_PROBLEMS`` (or ``limit``) items, and how many were left out."""
+    cap = limit.value()
+    return list(items[:cap]), max(0, len(items) - cap)
