@@ -97,6 +97,17 @@ def test_a_malformed_publisher_is_refused_and_nothing_is_written(engine: Engine,
     assert _rows(engine) == []
 
 
+def test_the_envelope_checks_its_publisher() -> None:
+    from pydantic import ValidationError
+
+    fields = {"id": "0193a1c4-5e2f-7c31-9a4e-3f0b6d1c2a77", "type": "demobank.ping", "time": datetime.now(UTC),
+              "data": {"message": "ping"}}
+    assert CloudEvent(**fields, publisher=ALICE).to_dict()["publisher"] == ALICE
+    assert "publisher" not in CloudEvent(**fields).to_dict()  # an envelope stored before publishers were recorded
+    with pytest.raises(ValidationError, match="publisher"):
+        CloudEvent(**fields, publisher="root")
+
+
 def test_publishers_are_made_from_user_names_and_dag_ids() -> None:
     assert user_publisher("ops.lead@bank.example") == "user:ops.lead@bank.example"
     assert dag_publisher("data_factory_transactions") == PIPELINE

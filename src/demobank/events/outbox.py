@@ -89,6 +89,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 500
 
 _EVENT_KEYS = frozenset({"type", "data", "subject", "version", "time", "idempotency_key"})
 
+_PUBLISHER_HINT = ("no publisher in the event: the publisher is whoever publishes it (the signed-in user through the "
+                   "API, the task's DAG in a pipeline)")
+
 
 class EventConflictError(EventValidationError):
     """An idempotency key was already used for a different event (another subject or other data)."""
@@ -606,7 +609,8 @@ def publish_many(
             continue
         unknown = sorted(set(event) - _EVENT_KEYS, key=str)
         problems.extend(
-            Problem(f"{prefix}{key}", "is not a field of an event", f"one of {', '.join(sorted(_EVENT_KEYS))}")
+            Problem(f"{prefix}{key}", "is not a field of an event", f"one of {', '.join(sorted(_EVENT_KEYS))}",
+                    _PUBLISHER_HINT if key == "publisher" else "")
             for key in unknown
         )
         missing = [key for key in ("type", "data") if key not in event]
