@@ -586,3 +586,22 @@ def test_unbounded_target_filters_are_refused_with_the_limit(client: TestClient,
         assert word in response.json()["detail"]
     assert len(response.content) < 5_000  # the 5,000-character value is not echoed back
     assert client.get(f"{API}/targets").json() == []
+
+
+def test_a_body_that_is_not_the_routes_model_gets_a_bounded_422_too(client: TestClient) -> None:
+    body = {"events": [transaction()], **{f"extra_{n}": n for n in range(1_000)}}
+
+    response = client.post(f"{API}/events", json=body)
+
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["problems"]) == 100 and answer["more_problems"] == 900
+    assert answer["problems"][0] == {"path": "extra_0", "message": "Extra inputs are not permitted"}
+    assert answer["detail"].startswith("invalid request body: extra_0: Extra inputs are not permitted")
+    assert len(response.content) < 50_000
+
+    target = create(client)
+    replay = client.post(f"{API}/targets/{target['id']}/replay", json={"event_type": "transaction.created"})
+    assert replay.status_code == 422
+    assert {problem["path"] for problem in replay.json()["problems"]} == {"start", "end"}
+    assert replay.json()["more_problems"] == 0

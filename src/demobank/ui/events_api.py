@@ -133,8 +133,13 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
             return _error(422, str(error))
         raise error
 
+    def invalid_body(error: ValidationError) -> JSONResponse:
+        """The 422 of a body that is not the route's model (bounded, as every 422 of this API)."""
+        return _problems_error(422, target_store.describe_validation_error(error, "request body"),
+                               target_store.validation_problems(error, "body"))
+
     @router.post("/events", status_code=201)
-    def publish_events(request: PublishRequest, user: GetUserDep) -> JSONResponse:
+    def publish_events(body: Annotated[Any, Body()], user: GetUserDep) -> JSONResponse:
         """Publish a batch of events as the signed-in user (``publisher = user:<name>``, never from the body).
 
         Limits: the body ≤ ``DEMOBANK_API_MAX_BODY_BYTES`` (5 MiB, else ``413`` before parsing); ≤ 500 events;
@@ -147,6 +152,10 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
         from demobank.db.engine import session_scope
         from demobank.events.outbox import publish_many
 
+        try:
+            request = PublishRequest.model_validate(body)
+        except ValidationError as error:
+            return invalid_body(error)
         publisher = _publisher_of(user)
         if isinstance(publisher, JSONResponse):
             return publisher
@@ -233,7 +242,7 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
                               for key, value in row.items()} for row in rows])
 
     @router.post("/targets/{target_id}/replay", status_code=202)
-    def replay(target_id: int, request: ReplayRequest) -> JSONResponse:
+    def replay(target_id: int, body: Annotated[Any, Body()]) -> JSONResponse:
         """Queue again, for this target, the events of ``event_type`` whose time is in ``[start, end)``.
 
         The window is read and queued in chunks; it may hold at most ``DEMOBANK_REPLAY_MAX_EVENTS`` (10,000) events
@@ -243,6 +252,10 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
         from demobank.events import catalog
         from demobank.events.replay import replay as queue_replay
 
+        try:
+            request = ReplayRequest.model_validate(body)
+        except ValidationError as error:
+            return invalid_body(error)
         if request.event_type not in catalog.event_types():
             return _error(422, f"event_type {request.event_type!r} is not in the catalog: use one of "
                                f"{', '.join(catalog.event_types())}")
