@@ -25,7 +25,7 @@ from tests.data_factory.fixtures import (  # noqa: F401 - fixtures
     sqlite_source_fixture,
 )
 from tests.db.conftest import _isolated_engines  # noqa: F401 - autouse fixture
-from tests.ui.conftest import API_USER, Announcer, events_app
+from tests.ui.conftest import Announcer, events_app, sign_in
 
 DAG = tx.DAG_ID
 ROWS = 1_500  # CLEAN_DAY's rows, none malformed
@@ -63,13 +63,15 @@ def test_a_users_events_with_the_loads_idempotency_keys_do_not_stop_the_load(dbs
     other = [{**event, "data": {**event["data"], "amount": "1.00", "description": "not the bank's"}}
              for event in planned[ROWS // 2:]]  # the load's keys with other data
 
-    with TestClient(events_app(dbs.suite, Announcer())) as client:
+    app = events_app(dbs.suite, Announcer())
+    sign_in(app, "user", name="core-banking-feed")  # a bank system's account, of the role that may publish
+    with TestClient(app) as client:
         for start in range(0, ROWS, 500):
             response = client.post("/api/v1/events", json={"events": (same + other)[start:start + 500]})
             assert response.status_code == 201, response.text
     users = outbox(dbs)
     assert len(users) == ROWS
-    assert {publisher for publisher, _, _ in users.values()} == {f"user:{API_USER}"}
+    assert {publisher for publisher, _, _ in users.values()} == {"user:core-banking-feed"}
 
     published = tx.publish_step(dag_id=DAG, run_id="run-1", task_id="publish_events",
                                 warehouse_url=dbs.warehouse_url, suite_engine=dbs.suite)

@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 from demobank.db.models import EventDelivery, OutboxEvent
 from demobank.events.catalog import event_types, examples
 from demobank.events.outbox import MAX_BATCH_SIZE
-from tests.ui.conftest import API_USER, Announcer, delivery_count, outbox_count
+from tests.ui.conftest import Announcer, delivery_count, outbox_count, sign_in
 
 API = "/api/v1"
+SIGNED_IN = "user:op-tester"
+"""The publisher of what the signed-in user of ``events_app`` (role op) publishes."""
 
 
 def transaction(n: int = 0, **changes: Any) -> dict[str, Any]:
@@ -413,22 +415,21 @@ def test_the_publisher_is_the_signed_in_user(client: TestClient, engine: Engine)
     [event_id] = publish(client, [{**transaction(), "idempotency_key": "booking-1"}])
 
     [(stored_id, publisher, key, envelope)] = outbox_rows(engine)
-    assert (stored_id, publisher, key) == (event_id, f"user:{API_USER}", "booking-1")
-    assert envelope["publisher"] == f"user:{API_USER}"
+    assert (stored_id, publisher, key) == (event_id, SIGNED_IN, "booking-1")
+    assert envelope["publisher"] == SIGNED_IN
     [delivery] = client.get(f"{API}/targets/{target['id']}/deliveries").json()
-    assert delivery["publisher"] == f"user:{API_USER}"
+    assert delivery["publisher"] == SIGNED_IN
 
 
 def test_another_user_with_the_same_key_publishes_another_event(engine: Engine) -> None:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
     from tests.ui.conftest import events_app
 
     event = {**transaction(), "idempotency_key": "booking-1"}
     ids = {}
     for name in ("alice", "bob"):
-        user = SimpleAuthManagerUser(username=name, role="user")
-        with TestClient(events_app(engine, Announcer(), user=user)) as client:
+        app = events_app(engine, Announcer())
+        sign_in(app, "user", name=name)
+        with TestClient(app) as client:
             ids[name] = publish(client, [event])[0]
             assert publish(client, [event]) == [ids[name]]  # each one's retry is a no-op
     assert ids["alice"] != ids["bob"]
@@ -448,12 +449,11 @@ def test_a_publisher_in_the_body_is_refused(client: TestClient, engine: Engine, 
 
 
 def test_a_user_name_that_cannot_be_a_publisher_is_refused(engine: Engine) -> None:
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
     from tests.ui.conftest import events_app
 
-    with TestClient(events_app(engine, Announcer(), user=SimpleAuthManagerUser(username="Jane Doe", role="op"))) \
-            as client:
+    app = events_app(engine, Announcer())
+    sign_in(app, "op", name="Jane Doe")
+    with TestClient(app) as client:
         response = client.post(f"{API}/events", json={"events": [transaction()]})
     assert response.status_code == 403
     assert "user name 'Jane Doe' cannot be recorded as the publisher of an event" in response.json()["detail"]
@@ -466,7 +466,7 @@ def test_a_ping_is_published_by_the_user_who_sent_it(client: TestClient, engine:
     assert client.post(f"{API}/targets/{target['id']}/ping").status_code == 202
 
     [(_, publisher, _, envelope)] = outbox_rows(engine)
-    assert publisher == envelope["publisher"] == f"user:{API_USER}"
+    assert publisher == envelope["publisher"] == SIGNED_IN
     assert envelope["type"] == "demobank.ping"
 
 
