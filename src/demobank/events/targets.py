@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
 from demobank.events.filters import check_type_filter_size, validate_match, validate_type_filter
 from demobank.exceptions import DemoBankError
+from demobank.limits import limited
 
 DEFAULT_BUS_NAME = "demobank-events"
 """The bus of an EventBridge target whose config names none."""
@@ -183,8 +184,6 @@ def validation_problems(error: ValidationError, what: str = "target") -> list[di
 def describe_validation_error(error: ValidationError, what: str = "target") -> str:
     """One sentence per problem of a pydantic error: ``config.bus_name: String should match …``; at most
     ``DEMOBANK_API_MAX_PROBLEMS`` (100) of them, then how many more there are."""
-    from demobank.limits import limited
-
     shown, more = limited(validation_problems(error, what))
     text = f"invalid {what}: " + "; ".join(f"{problem['path']}: {problem['message']}" for problem in shown)
     return text + (f"; and {more} more" if more else "")
