@@ -45,7 +45,7 @@ def test_each_change_is_recorded_with_its_actor_and_what_changed(engine: Engine)
                           actor="bob")  # nothing changes: nothing recorded
     targets.set_enabled(engine, created.id, False, actor="carol")
     targets.set_enabled(engine, created.id, True, actor="carol")
-    event_id = targets.ping(engine, created.id, sent_by="test", actor="dave")
+    event_id = targets.ping(engine, created.id, sent_by="test", publisher="user:dave", actor="dave")
 
     assert trail(engine, created.id) == [
         ("dave", "pinged", {"event_id": event_id}),
@@ -93,7 +93,7 @@ def test_the_entry_is_written_in_the_changes_transaction(engine: Engine, monkeyp
     with pytest.raises(RuntimeError):
         targets.create_target(engine, bus("third"), actor="mallory")
     with pytest.raises(RuntimeError):
-        targets.ping(engine, created.id, sent_by="test", actor="mallory")
+        targets.ping(engine, created.id, sent_by="test", publisher="user:mallory", actor="mallory")
     monkeypatch.undo()
 
     view = targets.get_target(engine, created.id)

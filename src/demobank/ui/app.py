@@ -21,6 +21,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from demobank.db.engine import get_engine
+from demobank.ui.body_limit import limit_request_bodies
 from demobank.ui.events_api import create_router as create_events_router
 from demobank.ui.permissions import Action, AuthManagerDep, permissions_of, question_of, require
 from demobank.ui.quality_api import airflow_dag_info
@@ -93,6 +94,7 @@ def create_app(*, engine_factory: Callable[[], Any] = get_engine, announce: Call
         redoc_url=None,
         openapi_url=None,
     )
+    limit_request_bodies(app)  # 413 for a body over DEMOBANK_API_MAX_BODY_BYTES, before it is parsed
     pages = APIRouter()
     api = APIRouter(prefix="/api/v1")
 
