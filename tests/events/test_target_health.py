@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from demobank.db.engine import get_engine
 from demobank.db.models import EventTargetHealth
-from demobank.events.dispatcher import DispatchReport, claim_batch, dispatch_once, dispatch_until_empty
+from demobank.events.dispatcher import (
+    DispatchReport,
+    claim_batch,
+    default_publisher,
+    dispatch_once,
+    dispatch_until_empty,
+)
 from demobank.events.target_health import TargetHealthPolicy, parse_duration
 from demobank.exceptions import ConfigurationError
 from demobank.health import check_suite
@@ -129,6 +135,8 @@ def test_a_target_whose_bus_does_not_exist_backs_off_pauses_and_delivers_once_fi
     broken_ids: list[str] = []
     failures: list[tuple[datetime, timedelta]] = []  # (failure time, wait until the next probe)
     reports: dict[int, DispatchReport] = {}
+    publishers: dict[int, Any] = {}  # the default publisher (EventBridgeHook over moto), built once per target
+    factory = lambda target: publishers.setdefault(target.id, default_publisher(target))  # noqa: E731
 
     for tick in range(27):  # t0 … t0 + 13 min, one dispatch every 30 s, 4 new events each time
         now = t0 + tick * TICK
@@ -138,7 +146,8 @@ def test_a_target_whose_bus_does_not_exist_backs_off_pauses_and_delivers_once_fi
         before = attempts_of(engine, broken)
         probe_due = (row := health_row(engine, broken)) is not None and row.paused_at is None and (
             row.next_attempt_at <= now)
-        report = reports[tick] = dispatch_until_empty(engine, "w", max_attempts=MAX_ATTEMPTS, policy=POLICY, now=now)
+        report = reports[tick] = dispatch_until_empty(engine, "w", factory, max_attempts=MAX_ATTEMPTS, policy=POLICY,
+                                                      now=now)
 
         # The healthy target keeps its pace: everything published so far is delivered, every time.
         assert {row.status for row in deliveries(engine, healthy).values()} == {"delivered"}, tick

@@ -18,7 +18,7 @@ One round (:func:`dispatch_once`):
    delivered (``delivered_at``, ``external_id``); a transient failure of an event is retried later with exponential
    backoff and jitter; a permanent failure of the event, or ``max_attempts`` reached, is a dead letter
    (``status = 'dead'``, ``last_error`` says why). A batch the target could not take at all (credentials, missing
-   bus, every event failing transiently) is a *target failure*: the batch's attempts count, the rest of the
+   bus, every event of several failing transiently) is a *target failure*: the batch's attempts count, the rest of the
    target's claim is released untouched (its attempt given back), and the target backs off as a whole, then pauses
    itself after ``policy.pause_after`` of continuous failure.
 
@@ -348,14 +348,15 @@ def _publish(target: Target, items: list[Claimed], factory: PublisherFactory) ->
 
 def _target_failure(target: Target, items: list[Claimed], result: PublishResult | str) -> str | None:
     """Why the target as a whole could not take this batch, or None: the publisher raised, an error about the
-    target itself (credentials, access, missing bus), or every event failed transiently (the endpoint is down)."""
+    target itself (credentials, access, missing bus), or every event of a batch of several failed transiently (the
+    endpoint is down; one event alone failing transiently is that event's retry)."""
     if isinstance(result, str):
         return result
     outcomes = [result.get(item.event_id) for item in items]
     fatal = next((o for o in outcomes if isinstance(o, Failed) and o.target_error), None)
     if fatal is not None:
         return f"target {target.name!r} (id {target.id}): {fatal.code}: {fatal.message}"
-    if outcomes and all(isinstance(o, Failed) and o.transient for o in outcomes):
+    if len(outcomes) > 1 and all(isinstance(o, Failed) and o.transient for o in outcomes):
         first = outcomes[0]
         return (f"target {target.name!r} (id {target.id}) accepted none of {len(items)} event(s): {first.code}: "
                 f"{first.message}")

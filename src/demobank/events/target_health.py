@@ -2,8 +2,9 @@
 
 A target *fails* a publish when it could not take the batch at all: the publisher raised (no credentials, an
 unknown connection), EventBridge answered with an error about the target (credentials, access, a bus that does not
-exist), or every event of the batch failed transiently (the endpoint is down). Events the target refused on their
-own merits (a permanent error of one event) are the event's problem, not the target's.
+exist), or every event of a batch of several failed transiently (the endpoint is down). Events the target refused
+on their own merits (a permanent error of one event), or one event alone failing transiently, are the event's
+problem, not the target's.
 
 Per target, ``event_target_health`` (:class:`~demobank.db.models.EventTargetHealth`) keeps the current streak:
 
