@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="demobank", description="The Demo Bank Connectivity Suite's command line.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{check,targets,requeue,dismiss}")
 
     check = commands.add_parser("check", help="exit 1 and list what needs acting on: paused targets, new dead "
                                               "letters, new rejected Monte Carlo reports")
@@ -146,14 +146,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(handler=_check)
 
     target_commands = commands.add_parser("targets", help="event targets").add_subparsers(
-        dest="targets_command", required=True, metavar="ACTION")
+        dest="targets_command", required=True, metavar="{list,import,resume}")
     targets.add_commands(target_commands)
     resume = target_commands.add_parser("resume", help="clear a target's pause and failure streak")
     resume.add_argument("target", help="the target's name")
     resume.set_defaults(handler=_resume)
 
     requeue = commands.add_parser("requeue", help="send dead letters or rejected reports again").add_subparsers(
-        dest="requeue_command", required=True, metavar="WHAT")
+        dest="requeue_command", required=True, metavar="{dead-letters,reports}")
     dead = requeue.add_parser("dead-letters", help="a target's dead letters back to pending (attempts reset)")
     _dead_letter_options(dead)
     dead.set_defaults(handler=_requeue_dead_letters)
@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     reports.set_defaults(handler=_requeue_reports)
 
     dismiss = commands.add_parser("dismiss", help="mark dead letters or rejected reports as seen (no longer new)"
-                                  ).add_subparsers(dest="dismiss_command", required=True, metavar="WHAT")
+                                  ).add_subparsers(dest="dismiss_command", required=True,
+                                                        metavar="{dead-letters,reports}")
     dead = dismiss.add_parser("dead-letters", help="a target's new dead letters: seen, they stay dead")
     _dead_letter_options(dead)
     dead.set_defaults(handler=_dismiss_dead_letters)

@@ -322,3 +322,29 @@ def test_policy_from_the_environment():
         TargetHealthPolicy.from_env({"DEMOBANK_TARGET_PROBE_SIZE": "ten"})
     with pytest.raises(ConfigurationError, match="at most the cap"):
         TargetHealthPolicy.from_env({"DEMOBANK_TARGET_BACKOFF_BASE": "1h", "DEMOBANK_TARGET_BACKOFF_CAP": "1m"})
+
+
+# -- helpers for the check, CLI and API tests --------------------------------------------------------------------
+
+
+class RejectingPublisher:
+    """Every event fails permanently (EventBridge's ``InvalidArgument``): each becomes a dead letter."""
+
+    def __init__(self, target: Any) -> None:
+        pass
+
+    def publish(self, envelopes):
+        from demobank.events.eventbridge import Failed, PublishResult
+
+        return PublishResult({e["id"]: Failed("InvalidArgument", "rejected (injected)", transient=False)
+                              for e in envelopes}, requests=1)
+
+
+def make_dead_letters(engine: Engine, count: int, name: str = "partner-bus",
+                      time: datetime | None = None) -> tuple[int, list[str]]:
+    """A target and ``count`` events dead-lettered at it through the dispatcher; returns (target id, event ids)."""
+    target_id = add_target(engine, name)
+    ids = publish_events(engine, count, time=time)
+    report = dispatch_until_empty(engine, "w", RejectingPublisher, target_id=target_id)
+    assert report.dead == count
+    return target_id, ids
