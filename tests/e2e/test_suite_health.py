@@ -27,7 +27,7 @@ def cli_check(platform: LivePlatform) -> tuple[int, dict[str, Any]]:
     return done.returncode, json.loads(done.stdout)
 
 
-def test_the_check_dag_the_api_and_the_cli_agree(api: Api, live_platform: LivePlatform) -> None:
+def test_the_check_dag_the_api_and_the_cli_agree(api: Api, live_platform: LivePlatform, record_property) -> None:
     assert requests.get(f"{live_platform.api_url}/demobank/api/v1/health", timeout=30).status_code == 401
     api.wait_for_dag(DAG_ID)
     for _ in range(3):  # the platform's state may change while the run runs: then look again
@@ -43,6 +43,8 @@ def test_the_check_dag_the_api_and_the_cli_agree(api: Api, live_platform: LivePl
         _, after = cli_check(live_platform)
         if after["problems"] == before["problems"]:
             break
+    record_property("check", {"ok": before["ok"], "problems": before["problems"], "warnings": before["warnings"]})
+    print(f"suite health on the live platform: ok={before['ok']} problems={before['problems']}")
     assert run["state"] == ("success" if before["ok"] else "failed"), (run, before["problems"])
     [task] = api.task_instances(DAG_ID, run_id)
     assert task["try_number"] == 1, "a failed check is not retried"
