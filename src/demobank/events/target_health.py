@@ -297,7 +297,9 @@ def clear_streak(session: Session, target_id: int) -> bool:
 
 def record_audit(session: Session, *, actor: str, action: str, target_id: int | None, target_name: str,
                  details: dict[str, Any]) -> None:
-    """Record an operator's (or the dispatcher's) action on a target, in the caller's transaction."""
+    """Record an operator's (or the dispatcher's) action on a target, in the caller's transaction.
+
+    Logged only until the suite's audit trail (issue 9, item 1) is in place; then it is written there too."""
     log.info("audit: %s %s target %r (id %s): %s", actor, action, target_name, target_id, details)
 
 

@@ -388,7 +388,8 @@ def _list_command(args: argparse.Namespace) -> int:
         health = view.health or TargetHealth(state="ok")
         condition = health.state
         if health.state == "failing":
-            condition += f" ({health.failure_count} in a row, next probe {health.next_attempt_at:%H:%M:%S} UTC)"
+            probe = f"{health.next_attempt_at:%H:%M:%S} UTC" if health.next_attempt_at else "now"
+            condition += f" ({health.failure_count} in a row, next probe {probe})"
         if health.new_dead_letters:
             condition += f", {health.new_dead_letters} new dead letter(s)"
         print(f"{view.id}\t{view.name}\t{view.kind}\t{state}\t{condition}\t{','.join(view.event_types)}\t"
