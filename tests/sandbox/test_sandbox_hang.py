@@ -134,3 +134,18 @@ def test_invalid_hang_settings_are_refused(sandbox, http, config) -> None:
     assert response.status_code == 400
     assert "hang_rate" in response.json()["detail"]
     assert sandbox.store.get_faults().hang_rate == 0.0
+
+
+def test_a_seed_makes_the_faults_reproducible(sandbox, http) -> None:
+    from demobank.sandbox.settings import DEFAULT_TWILIO_ACCOUNT_SID as SID
+
+    path = sandbox.url(f"/2010-04-01/Accounts/{SID}/Messages.json")
+    auth = (SID, DEFAULT_TWILIO_AUTH_TOKEN)
+
+    def statuses() -> list[int]:
+        put_faults(http, sandbox, error_rate=0.5, error_statuses=[500], channels=["sms"], seed=3)
+        return [http.post(path, data={"To": TO, "From": FROM, "Body": "x"}, auth=auth).status_code for _ in range(20)]
+
+    first = statuses()
+    assert set(first) == {201, 500}
+    assert statuses() == first  # putting the settings again starts the same sequence

@@ -48,6 +48,12 @@ def _scope(context: Context) -> DeliveryScope:
     return DeliveryScope(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
 
 
+def _owner(context: Context, scope: DeliveryScope) -> str:
+    """The ledger claim owner of this try: ``dag/run/task/map_index/try-N/<random token>``."""
+    try_number = getattr(context["ti"], "try_number", None)
+    return scope.owner(try_number if isinstance(try_number, int) else None)
+
+
 def _ledger() -> DeliveryLedger:
     from demobank.db.engine import get_engine
 
@@ -98,8 +104,9 @@ class SendSmsOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         messages = build_sms_messages(self.to, self.body, self.messages)
-        delivery = SmsDelivery(self.hook, _ledger(), _scope(context), rate_limit=self.hook.rate_limit_per_second,
-                               retry=self.retry_policy)
+        scope = _scope(context)
+        delivery = SmsDelivery(self.hook, _ledger(), scope, rate_limit=self.hook.rate_limit_per_second,
+                               retry=self.retry_policy, owner=_owner(context, scope))
         report = delivery.send(messages)
         self.message_sids = report.message_ids
         return report.message_ids
@@ -158,7 +165,8 @@ class SendEmailOperator(BaseOperator):
     def execute(self, context: Context) -> list[str]:
         request = build_email_request(self.to, self.subject, self.html_content, self.template_id,
                                       self.dynamic_template_data)
-        delivery = EmailDelivery(self.hook, _ledger(), _scope(context), batch_size=self.batch_size,
-                                 retry=self.retry_policy)
+        scope = _scope(context)
+        delivery = EmailDelivery(self.hook, _ledger(), scope, batch_size=self.batch_size, retry=self.retry_policy,
+                                 owner=_owner(context, scope))
         report = delivery.send(request)
         return list(dict.fromkeys(report.message_ids))

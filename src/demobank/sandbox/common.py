@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from demobank.sandbox.faults import FaultConfig
 from demobank.sandbox.settings import SandboxSettings
 from demobank.sandbox.store import SandboxStore
 
@@ -76,6 +78,20 @@ class SandboxContext:
 
     settings: SandboxSettings
     store: SandboxStore
+    _seeded: dict[str, random.Random] = field(default_factory=dict, compare=False, repr=False)
+
+    def reset_random(self) -> None:
+        """Forget the seeded generator: the next request with a ``seed`` starts its sequence again."""
+        self._seeded.clear()
+
+    def _random(self, config: FaultConfig) -> random.Random | None:
+        if config.seed is None:
+            return None
+        key = config.model_dump_json()
+        if key not in self._seeded:
+            self._seeded.clear()
+            self._seeded[key] = random.Random(config.seed)
+        return self._seeded[key]
 
     async def enter(self, channel: str) -> InjectedFault | None:
         """Apply the configured latency for ``channel`` and decide whether this request fails.
@@ -101,7 +117,7 @@ class SandboxContext:
             return None, None
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
-        status, hangs = config.pick(may_hang=may_hang)
+        status, hangs = config.pick(self._random(config), may_hang=may_hang)
         if status is not None:
             return InjectedFault(status=status, retry_after=config.retry_after), None
         return None, Hang(config.hang_ms / 1000) if hangs else None

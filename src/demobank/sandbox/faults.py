@@ -29,6 +29,8 @@ class FaultConfig(BaseModel):
         at most 1.
     :param hang_ms: the longest a hanging request is held (so the server can shut down); a client that waits
         longer gets the normal answer, late.
+    :param seed: draw the faults from a random generator seeded so (in each sandbox process, from the moment the
+        settings are put): the n-th faulted request gets the same fault in every run, for reproducible tests.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -40,6 +42,7 @@ class FaultConfig(BaseModel):
     retry_after: int = Field(default=1, ge=0, le=3600)
     hang_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     hang_ms: int = Field(default=30_000, ge=1, le=300_000)
+    seed: int | None = None
 
     @field_validator("error_statuses")
     @classmethod
