@@ -62,10 +62,13 @@ UNKNOWN_CODE = "unknown"
 
 
 class DeliveryFailed(DemoBankError):
-    """Some messages were refused or could not be delivered; ``failures`` says which (masked) and why."""
+    """Some messages were refused or could not be delivered; ``failures`` says which (masked) and why, ``unknown``
+    which of them may have been accepted (a retry looks them up), ``report`` what the step did."""
 
-    def __init__(self, channel: str, failures: Sequence[tuple[str, str, str]], accepted: int, total: int) -> None:
+    def __init__(self, channel: str, failures: Sequence[tuple[str, str, str]], accepted: int, total: int,
+                 report: DeliveryReport | None = None) -> None:
         self.failures = list(failures)
+        self.report = report
         self.unknown = [recipient for recipient, code, _ in self.failures if code == UNKNOWN_CODE]
         lines = [f"  {recipient}: {message}" for recipient, _code, message in self.failures[:20]]
         more = f"\n  … and {len(self.failures) - 20} more" if len(self.failures) > 20 else ""
@@ -454,9 +457,9 @@ class _Delivery:
         fresh = [run.index_of[k] for k, e in claim.held.items() if not e.may_have_been_sent]
         absent = self._parallel(self._lookup_units(run, to_look_up), lambda unit: self._reconcile_earlier(run, unit))
         todo = sorted(fresh + [index for indexes in absent for index in indexes])
-        log.info("Send %s: %d message(s) claimed; %d accepted before, %d of an earlier attempt looked up, %d to send",
-                 self.channel, len(claim.held) + len(claim.accepted), len(claim.accepted), len(to_look_up),
-                 len(todo))
+        if claim.held:
+            log.info("Send %s: %d message(s) claimed, %d accepted before; %d of an earlier attempt to look up, %d to "
+                     "send", self.channel, len(claim.held), len(claim.accepted), len(to_look_up), len(todo))
         self._parallel(self._batches(todo), lambda batch: self._deliver(run, batch))
 
     def _parallel(self, items: Sequence[Any], work: Callable[[Any], T]) -> list[T]:
@@ -653,7 +656,7 @@ class SmsDelivery(_Delivery):
         log.info("Send SMS: %d sent in %d request(s), %d reconciled, %d failed", report.sent, report.requests,
                  report.reconciled, len(report.failures))
         if report.failures:
-            raise DeliveryFailed("SMS", report.failures, len(messages) - len(report.failures), len(messages))
+            raise DeliveryFailed("SMS", report.failures, len(messages) - len(report.failures), len(messages), report)
         return report
 
     def _send(self, run: _Run, indexes: Sequence[int], attempt_id: str) -> str:
@@ -736,7 +739,8 @@ class EmailDelivery(_Delivery):
         log.info("Send Email: %d recipient(s) accepted in %d request(s), %d reconciled, %d failed", report.sent,
                  report.requests, report.reconciled, len(report.failures))
         if report.failures:
-            raise DeliveryFailed("e-mail", report.failures, len(recipients) - len(report.failures), len(recipients))
+            raise DeliveryFailed("e-mail", report.failures, len(recipients) - len(report.failures), len(recipients),
+                                 report)
         return report
 
     def _batches(self, indexes: Sequence[int]) -> list[list[int]]:

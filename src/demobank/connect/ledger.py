@@ -137,11 +137,14 @@ class DeliveryLedger:
         """Claim each (key, masked recipient) for ``owner``; return which keys it holds, which were accepted before
         and which another live owner holds.
 
-        One statement per batch of rows, ``INSERT … ON CONFLICT (idempotency_key) DO UPDATE SET claimed_by = owner,
-        lease_until = now + lease WHERE status <> 'accepted' AND (lease expired OR claimed_by = owner)``, then a
-        read of the same keys in the same transaction (SQLite: ``BEGIN IMMEDIATE``, one writer at a time;
-        PostgreSQL: the upsert locks every conflicting row until the commit, and rows are written in key order so
-        that two claims cannot deadlock).
+        In one transaction: the missing rows are inserted, held by ``owner`` (``INSERT … ON CONFLICT DO NOTHING``,
+        in key order, so that two claims of the same new keys cannot deadlock); then one conditional ``UPDATE``
+        per batch of existing rows takes those that are not accepted and whose lease expired (or that ``owner``
+        holds already): ``SET claimed_by = owner, lease_until = now + lease WHERE status <> 'accepted' AND
+        (lease_until IS NULL OR lease_until < now OR claimed_by = owner)``. On PostgreSQL the rows are picked
+        ``FOR UPDATE SKIP LOCKED``: a row that another transaction is writing (its holder recording an outcome)
+        is left to a later claim instead of waited for, so a claim never waits on a sending task. SQLite runs one
+        writer at a time (``BEGIN IMMEDIATE``). Then the same keys are read in the same transaction.
         """
         claim = Claim(owner)
         if not recipients:
@@ -156,19 +159,27 @@ class DeliveryLedger:
              for key, masked in recipients),
             key=lambda row: row["idempotency_key"],
         )
-        statement = self._insert()
-        statement = statement.on_conflict_do_update(
-            index_elements=["idempotency_key"],
-            set_={"claimed_by": statement.excluded.claimed_by, "lease_until": statement.excluded.lease_until,
-                  "updated_at": statement.excluded.updated_at},
-            where=(Delivery.status != _ACCEPTED) & or_(
-                Delivery.lease_until.is_(None), Delivery.lease_until < now,
-                Delivery.claimed_by == statement.excluded.claimed_by),
-        )
+        keys = [row["idempotency_key"] for row in rows]
+        insert = (self._insert().on_conflict_do_nothing(index_elements=["idempotency_key"])
+                  .returning(Delivery.idempotency_key, sort_by_parameter_order=True))
+        free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < now, Delivery.claimed_by == owner)
         with session_scope(self.engine) as session:
+            inserted: set[str] = set()
             for start in range(0, len(rows), _CHUNK):
-                session.execute(statement, rows[start:start + _CHUNK])
-            entries = self._read(session, [row["idempotency_key"] for row in rows])
+                inserted.update(session.execute(insert, rows[start:start + _CHUNK]).scalars().all())
+            existing = [key for key in keys if key not in inserted]
+            for start in range(0, len(existing), _CHUNK):
+                takeable = (select(Delivery.id)
+                            .where(Delivery.idempotency_key.in_(existing[start:start + _CHUNK]),
+                                   Delivery.status != _ACCEPTED, free)
+                            .order_by(Delivery.idempotency_key)
+                            .with_for_update(skip_locked=True))
+                session.execute(
+                    update(Delivery).where(Delivery.id.in_(takeable.scalar_subquery()))
+                    .values(claimed_by=owner, lease_until=until, updated_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+            entries = self._read(session, keys)
         for key, entry in entries.items():
             if entry.status == _ACCEPTED:
                 claim.accepted[key] = entry
@@ -252,11 +263,18 @@ class DeliveryLedger:
                                                   "error_code": error_code[:64], "error_message": error_message})
 
     def renew(self, owner: str) -> int:
-        """Extend the lease of every row ``owner`` holds and that is not accepted; return how many."""
+        """Extend the lease of the rows ``owner`` holds and that are not accepted; return how many.
+
+        Rows being written at that moment (their outcome, by the same owner's other threads) are skipped on
+        PostgreSQL (``SKIP LOCKED``) rather than waited for: the next renewal gets them, and a send's
+        :meth:`start_attempt` extends its rows' lease anyway.
+        """
         now = utcnow()
+        held = (select(Delivery.id).where(Delivery.claimed_by == owner, Delivery.status != _ACCEPTED)
+                .with_for_update(skip_locked=True))
         with session_scope(self.engine) as session:
             result = session.execute(
-                update(Delivery).where(Delivery.claimed_by == owner, Delivery.status != _ACCEPTED)
+                update(Delivery).where(Delivery.id.in_(held.scalar_subquery()))
                 .values(lease_until=self._lease(now)).execution_options(synchronize_session=False)
             )
         return int(result.rowcount or 0)
