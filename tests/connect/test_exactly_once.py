@@ -358,6 +358,37 @@ def test_a_task_waits_for_another_then_fails_naming_what_it_holds(clean_sandbox,
     assert clean_sandbox.messages("sms") == []
 
 
+def test_a_retry_waits_out_the_lease_of_a_try_that_died_then_reconciles(clean_sandbox, suite_engine,
+                                                                        twilio_conn) -> None:
+    message = SmsMessage("+15550177030", "died mid-send")
+    key = scope().key("sms", message.to)
+    dead = scope().owner(1)
+    ledger = DeliveryLedger(suite_engine, lease_seconds=0.5)
+    ledger.claim(scope(), "sms", "twilio", [(key, "+1******7030")], dead)
+    ledger.start_attempt([key], dead, "attempt-1")
+    sid = TwilioHook().send_sms(message.to, message.body)  # ... and the worker was killed: no mark, no release
+    report = sms(suite_engine, 2, poll_interval=0.05, wait_for_others=30).send([message])
+    assert (report.reconciled, report.sent, report.message_ids) == (1, 0, [sid])
+    assert len(clean_sandbox.messages("sms")) == 1
+
+
+def test_an_older_identical_sms_is_not_taken_for_ours(clean_sandbox, suite_engine, twilio_conn) -> None:
+    """Twilio takes no idempotency key: the lookup matches number and body, sent since the row was claimed."""
+    message = SmsMessage("+15550177031", "Your code is ready")
+    TwilioHook().send_sms(message.to, message.body)  # an earlier, unrelated message with the same text
+    key = scope().key("sms", message.to)
+    owner = scope().owner(1)
+    ledger = DeliveryLedger(suite_engine)
+    ledger.claim(scope(), "sms", "twilio", [(key, "+1******7031")], owner)
+    ledger.start_attempt([key], owner, "attempt-1")  # ... and the try died before its request left
+    with session_scope(suite_engine) as session:  # it claimed the row 5 minutes after that earlier message
+        session.execute(update(Delivery).values(created_at=datetime.now(UTC) + timedelta(minutes=5),
+                                                lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+    report = sms(suite_engine, 2).send([message])
+    assert (report.reconciled, report.sent, report.lookups) == (0, 1, 1)
+    assert len(clean_sandbox.messages("sms")) == 2
+
+
 def test_the_lease_is_renewed_while_a_long_send_runs(clean_sandbox, suite_engine, twilio_conn) -> None:
     """A lease of 0.6 s and a send of about 2 s: another task trying all along never gets a message."""
     clean_sandbox.faults(latency_ms=150, channels=["sms"])

@@ -44,7 +44,7 @@ from demobank.connect.recipients import (
     mask_email,
     mask_phone,
 )
-from demobank.db.models import utcnow
+from demobank.db.models import DeliveryStatus, utcnow
 from demobank.exceptions import DemoBankError
 from demobank.retry import RetryPolicy, SendOutcome
 
@@ -428,9 +428,7 @@ class _Delivery:
                              self.wait_for_others)
                 while claim.contested and not run.abort.is_set() and time.monotonic() < deadline:
                     run.abort.wait(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
-                    claim = self.ledger.claim(self.scope, self.channel, self.provider,
-                                              [(k, m) for k, m in recipients if k in claim.contested], self.owner)
-                    self._serve(run, claim)
+                    claim = self._poll(run, claim, recipients)
         finally:
             self.ledger.release(self.owner)
         for key, entry in claim.contested.items():
@@ -443,6 +441,24 @@ class _Delivery:
                 self._fail(run, [index], "not_sent",
                            "not attempted: the batch stopped at an error that every message would hit")
         return run.report
+
+    def _poll(self, run: _Run, claim: Claim, recipients: Sequence[tuple[str, str]]) -> Claim:
+        """Look (a read) at the messages another task holds; claim and serve those it let go or accepted."""
+        now = utcnow()
+        current = self.ledger.entries(list(claim.contested))
+        accepted = {k: e for k, e in current.items() if e.status == DeliveryStatus.ACCEPTED.value}
+        free = {k for k, e in current.items()
+                if k not in accepted and (e.lease_until is None or e.lease_until < now or e.claimed_by == self.owner)}
+        still = {k: e for k, e in current.items() if k not in accepted and k not in free}
+        result = Claim(self.owner, accepted=accepted)
+        if free:
+            taken = self.ledger.claim(self.scope, self.channel, self.provider,
+                                      [(k, m) for k, m in recipients if k in free], self.owner)
+            result.held, result.accepted = taken.held, {**accepted, **taken.accepted}
+            still.update(taken.contested)
+        result.contested = still
+        self._serve(run, result)
+        return result
 
     def _serve(self, run: _Run, claim: Claim) -> None:
         """Settle what one claim got: skip the accepted, look up what may have been sent, send the rest."""
