@@ -67,7 +67,8 @@ class SendSmsOperator(BaseOperator):
     :param body: the text, at most 1600 characters; a path ending in ``.j2`` is rendered as a template. (templated)
     :param messages: instead of ``to``/``body``, one ``{"to", "body"}`` object per recipient. (templated)
     :param twilio_conn_id: the Twilio connection (its ``rate_limit_per_second`` paces the sends).
-    :param retry_policy: how 429/5xx/timeouts are retried inside one attempt of the task.
+    :param retry_policy: attempts and backoff per message inside one try of the task (what may have been accepted
+        is looked up at Twilio before it is sent again).
     :return: the message SIDs, in the order of the recipients.
     """
 
@@ -124,6 +125,8 @@ class SendEmailOperator(BaseOperator):
     :param dynamic_template_data: the template's data. (templated)
     :param sendgrid_conn_id: the SendGrid connection (sender address, sandbox mode).
     :param batch_size: personalizations per request (SendGrid allows 1000).
+    :param retry_policy: attempts and backoff per request inside one try of the task (what may have been accepted
+        is looked up in SendGrid's Email Activity before it is sent again).
     :return: SendGrid's message ids, one per request.
     """
 
