@@ -439,3 +439,11 @@ def run_at_once(tasks: list) -> tuple[list[DeliveryReport], list[BaseException]]
         thread.join()
     return [r for r in reports if r is not None], errors
 
+
+
+def test_an_owner_names_the_try_and_is_unique_per_process() -> None:
+    owner = scope().owner(3)
+    assert owner.startswith("connect_exactly_once/run-1/send/-1/try-3/")
+    assert owner != scope().owner(3)  # a zombie and its replacement running the same try are told apart
+    long = DeliveryScope("d" * 250, "r" * 250, "t" * 250).owner(1)
+    assert len(long) <= 500 and long != DeliveryScope("d" * 250, "r" * 250, "t" * 250).owner(1)

@@ -161,7 +161,7 @@ class DeliveryLedger:
         )
         keys = [row["idempotency_key"] for row in rows]
         insert = (self._insert().on_conflict_do_nothing(index_elements=["idempotency_key"])
-                  .returning(Delivery.idempotency_key, sort_by_parameter_order=True))
+                  .returning(Delivery.idempotency_key))
         free = or_(Delivery.lease_until.is_(None), Delivery.lease_until < now, Delivery.claimed_by == owner)
         with session_scope(self.engine) as session:
             inserted: set[str] = set()
