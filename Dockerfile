@@ -7,7 +7,7 @@
 # provider selection; installing our pins over it would mix the two trees (and double the image size).
 # Here the image holds what the tests ran against, nothing else. What the official image's entrypoint
 # does for us (DB wait, `airflow db migrate`, user creation) is the airflow-init service's job
-# (scripts/compose-init.sh).
+# (python -m demobank.compose_init).
 FROM python:3.11-slim-bookworm
 
 ARG AIRFLOW_UID=50000
@@ -45,7 +45,6 @@ RUN pip install --no-deps . \
 # Non-root user as in the official image (uid 50000, group 0 so that OpenShift-style arbitrary uids work).
 RUN useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir /home/airflow --create-home --shell /bin/bash airflow \
     && mkdir -p /opt/airflow/dags /opt/airflow/plugins /opt/airflow/include /opt/airflow/logs /opt/airflow/auth \
-        /opt/airflow/scripts \
     && chown -R "${AIRFLOW_UID}:0" /opt/airflow \
     && chmod -R g+rwX /opt/airflow
 
@@ -53,8 +52,6 @@ COPY --chown=${AIRFLOW_UID}:0 dags/ /opt/airflow/dags/
 COPY --chown=${AIRFLOW_UID}:0 plugins/ /opt/airflow/plugins/
 COPY --chown=${AIRFLOW_UID}:0 include/ /opt/airflow/include/
 COPY --chown=${AIRFLOW_UID}:0 airflow_settings.yaml /opt/airflow/airflow_settings.yaml
-# The airflow-init service's script (docker-compose.yaml runs it; tests/test_compose_init.py runs the same file).
-COPY --chown=${AIRFLOW_UID}:0 scripts/compose-init.sh /opt/airflow/scripts/compose-init.sh
 
 USER ${AIRFLOW_UID}
 WORKDIR /opt/airflow

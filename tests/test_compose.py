@@ -35,7 +35,6 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer",
 }
 EXPECTED_SERVICES = {"postgres", "redis", "moto", *AIRFLOW_SERVICES}
-INIT_SCRIPT = "/opt/airflow/scripts/compose-init.sh"
 
 
 @pytest.fixture(scope="module")
@@ -154,30 +153,22 @@ def test_every_airflow_service_waits_for_init_and_healthy_databases(services: di
             assert depends_on["airflow-init"]["condition"] == "service_completed_successfully", name
 
 
-def test_init_runs_the_script_that_the_image_holds(services: dict[str, dict[str, Any]]) -> None:
-    """The init service runs scripts/compose-init.sh, copied into the image at the path the command names (the same
-    file tests/test_compose_init.py runs); its steps come in this order, and it runs once per `up`."""
-    init = services["airflow-init"]
-    assert _command(init) == f"bash {INIT_SCRIPT}"
-    copies = [i.split() for i in _dockerfile_instructions() if i.startswith("COPY ")]
-    assert any(copy[-2:] == ["scripts/compose-init.sh", INIT_SCRIPT] for copy in copies), copies
-    assert init.get("restart", "no") == "no"
-    assert init["depends_on"]["moto"]["condition"] == "service_healthy"  # demo mode creates the bus on moto
+def test_init_runs_the_suites_init_command(services: dict[str, dict[str, Any]]) -> None:
+    """The init service runs ``python -m demobank.compose_init`` (in the image with the package; the same command
+    tests/test_compose_init.py runs), once per `up`, after moto is up (demo mode creates the bus there)."""
+    from demobank.compose_init import InitSettings, plan
 
-    script = (ROOT / "scripts" / "compose-init.sh").read_text()
-    steps = [
-        "airflow db migrate",
-        "python -m demobank.db upgrade --create-database",
-        "python -m demobank.data_factory.warehouse init --create-database",
-        'python -m demobank.settings_import "${settings_file}"',
-        'python -m demobank.events.targets import "${settings_file}"',
-        "python -m demobank.db seed",
-        "python -m demobank.data_factory.core_banking seed --create-database",
-    ]
-    positions = [script.find(step) for step in steps]
-    assert -1 not in positions, dict(zip(steps, positions, strict=True))
-    assert positions == sorted(positions)
-    assert "--overwrite" not in script  # edits made in the UI survive every `up`
+    init = services["airflow-init"]
+    assert _command(init) == "python -m demobank.compose_init"
+    assert init.get("restart", "no") == "no"
+    assert init["depends_on"]["moto"]["condition"] == "service_healthy"
+
+    demo = InitSettings(sandbox_enabled=True, seed_demo_data=True, admin_password="x", passwords_file=Path("p"),
+                        settings_file="airflow_settings.yaml")
+    titles = [step.title.split(" (")[0] for step in plan(demo)]
+    assert titles == ["Airflow metadata database", "Demo Bank database", "Data warehouse",
+                      "Pools, variables and connections", "Event targets", "Admin login", "Demo bus on moto",
+                      "Core banking source", "Demo customers"]
 
 
 @pytest.mark.parametrize(("secret", "value"), [*((name, None) for name in sorted(REQUIRED_SECRETS)),
