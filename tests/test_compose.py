@@ -189,16 +189,26 @@ def test_a_missing_secret_stops_compose_with_what_to_do(secret: str, value: str 
         assert "Fernet.generate_key().decode()" in result.stderr
 
 
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [text for key, value in node.items() for text in (*_strings(key), *_strings(value))]
+    if isinstance(node, list):
+        return [text for item in node for text in _strings(item)]
+    return []
+
+
 def test_no_secret_has_a_default_anywhere_in_the_file() -> None:
-    """Each secret is referenced only as ${NAME:?message}, with one message: no default, no bare ${NAME} that
-    would render empty."""
-    text = COMPOSE_FILE.read_text()
+    """Each secret is referenced only as ${NAME:?message}, with one message: no default, no bare ${NAME} or $NAME
+    that would render empty (checked on every string of the parsed file, before interpolation)."""
+    texts = _strings(yaml.safe_load(COMPOSE_FILE.read_text()))
     for secret in REQUIRED_SECRETS:
-        references = re.findall(r"\$\{" + secret + r"([^}]*)\}", text)
+        references = [reference for text in texts for reference in re.findall(r"\$\{" + secret + r"([^}]*)\}", text)]
         assert references, f"{secret} is not used"
         assert all(reference.startswith(":?") for reference in references), (secret, references)
         assert len(set(references)) == 1, f"{secret} has different messages: {set(references)}"
-        assert not re.search(r"\$" + secret + r"\b", text), f"{secret} is referenced without braces"
+        assert not any(re.search(r"\$" + secret + r"\b", text) for text in texts), f"{secret} without braces"
 
 
 def test_the_secrets_reach_the_services(services: dict[str, dict[str, Any]]) -> None:
