@@ -50,8 +50,25 @@ def airflow_home() -> Path:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests marked ``last`` run after all others (e.g. the one that stops the shared live platform)."""
-    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
+    """End-to-end tests run after all others, so that the shared platform boots meanwhile; tests marked ``last``
+    run at the very end (e.g. the one that stops the shared live platform)."""
+    items.sort(key=lambda item: (item.get_closest_marker("last") is not None,
+                                 item.get_closest_marker("e2e") is not None))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Boot the shared live platform now if a collected test needs it (it takes 1-2 minutes)."""
+    if not session.config.option.collectonly and any("live_platform" in getattr(item, "fixturenames", ())
+                                                     for item in session.items):
+        from tests.e2e.conftest import start_shared_platform_early
+
+        start_shared_platform_early()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from tests.e2e.conftest import stop_early_platform
+
+    stop_early_platform()
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,11 +107,31 @@ def wait_until_up(platform: LivePlatform) -> None:
     pytest.fail(f"make run was not up after {STARTUP_TIMEOUT} s:\n{platform.output()[-5000:]}")
 
 
+_early: dict[str, LivePlatform] = {}
+"""The shared platform when it was started at the end of collection (:func:`start_shared_platform_early`)."""
+
+
+def start_shared_platform_early() -> None:
+    """Start the session's `make run` as soon as the tests are collected, so that it boots (1-2 minutes of mostly
+    waiting) while the tests that need no platform run; the e2e tests run last (tests/conftest.py)."""
+    if "platform" not in _early:
+        _early["platform"] = start_make_run(Path(tempfile.mkdtemp(prefix="demobank-e2e-")) / "airflow-home")
+
+
+def stop_early_platform() -> None:
+    """Stop an early-started platform that no test took (e.g. every e2e test was deselected or the run aborted)."""
+    platform = _early.pop("platform", None)
+    if platform is not None and platform.process.poll() is None:
+        platform.interrupt()
+
+
 @pytest.fixture(scope="session")
 def live_platform(tmp_path_factory) -> Iterator[LivePlatform]:
-    """One `make run` for the session's end-to-end tests; stopped with Ctrl-C at the end."""
-    home = tmp_path_factory.mktemp("make-run") / "airflow-home"
-    platform = start_make_run(home)
+    """One `make run` for the session's end-to-end tests (started early when possible); stopped with Ctrl-C at
+    the end."""
+    platform = _early.pop("platform", None)
+    if platform is None:
+        platform = start_make_run(tmp_path_factory.mktemp("make-run") / "airflow-home")
     try:
         wait_until_up(platform)
         yield platform
