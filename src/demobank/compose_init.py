@@ -29,6 +29,7 @@ runs this command with that environment, the databases moved to a local server.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -123,38 +124,38 @@ class Step:
     run: Callable[[], int]
 
 
+def _cli(module: str, *args: str) -> Callable[[], int]:
+    """The ``main`` of a command module, imported when the step runs (a step that does not run costs nothing)."""
+    return lambda: importlib.import_module(module).main(list(args))
+
+
 def plan(settings: InitSettings) -> list[Step]:
     """The steps for these settings, in order."""
-    from demobank import settings_import, standins
-    from demobank.data_factory import core_banking, warehouse
-    from demobank.db import __main__ as suite_db
-    from demobank.events import targets
-
     file = settings.settings_file
     steps = [
         Step("Airflow metadata database", migrate_airflow),
         Step("Demo Bank database (created if missing, then migrated)",
-             lambda: suite_db.main(["upgrade", "--create-database"])),
+             _cli("demobank.db.__main__", "upgrade", "--create-database")),
         Step("Data warehouse (created if missing; missing tables only)",
-             lambda: warehouse.main(["init", "--create-database"])),
+             _cli("demobank.data_factory.warehouse", "init", "--create-database")),
     ]
     if settings.sandbox_enabled:
         steps.append(Step("Pools, variables and connections (missing ones only; the connections point at the "
-                          "stand-ins)", lambda: settings_import.main([file])))
+                          "stand-ins)", _cli("demobank.settings_import", file)))
     else:
         steps.append(Step("Pools and variables (missing ones only; no connections outside demo mode: create the "
-                          "vendor connections yourself)", lambda: settings_import.main([file, "--no-connections"])))
+                          "vendor connections yourself)", _cli("demobank.settings_import", file, "--no-connections")))
     steps += [
-        Step("Event targets (missing ones only)", lambda: targets.main(["import", file])),
+        Step("Event targets (missing ones only)", _cli("demobank.events.targets", "import", file)),
         Step("Admin login", lambda: write_admin_password(settings)),
     ]
     if settings.seed_demo_data:
         steps += [
-            Step("Demo bus on moto", standins.main),
+            Step("Demo bus on moto", lambda: importlib.import_module("demobank.standins").main()),
             Step("Core banking source (demo seeding; refuses a database that the generator did not create)",
-                 lambda: core_banking.main(["seed", "--create-database"])),
+                 _cli("demobank.data_factory.core_banking", "seed", "--create-database")),
             Step("Demo customers (demo seeding; refuses a database that is not the suite's)",
-                 lambda: suite_db.main(["seed"])),
+                 _cli("demobank.db.__main__", "seed")),
         ]
     return steps
 
