@@ -21,6 +21,8 @@ from demobank.events.outbox import publish_many
 from demobank.events.tasks import TargetsUnreachableError, dispatch_pending
 from tests.db.conftest import _isolated_engines, sqlite_url  # noqa: F401 - fixtures
 
+PUBLISHER = "dag:test_airflow_dag"  # who this module's events are published by
+
 CONTACTS = {"CUST-00042": ("+14155550142", "jane.doe@example.com")}
 
 
@@ -117,7 +119,8 @@ def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engin
         ids = publish_many(session, [
             {"type": "transaction.created", "data": {**examples("transaction.created")[0], "amount": amount,
                                                      "customer_id": customer}}
-            for amount, customer in (("999.99", "CUST-00042"), ("1000", "CUST-00042"), ("5000", "CUST-77777"))])
+            for amount, customer in (("999.99", "CUST-00042"), ("1000", "CUST-00042"), ("5000", "CUST-77777"))],
+            publisher=PUBLISHER)
     trigger = RecordingTrigger()
 
     def factory(target: Target) -> AirflowDagPublisher:
@@ -131,7 +134,7 @@ def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engin
     assert "CUST-77777" in dead and "alerts" in dead
     from datetime import UTC, datetime, timedelta
 
-    from demobank.events.dispatcher import replay
+    from demobank.events.replay import replay
     now = datetime.now(UTC)
     # The replay keeps to the target's filter: the 999.99 transaction is not replayed to the alerts.
     assert replay(engine, alerts.id, "transaction.created", now - timedelta(hours=1), now + timedelta(hours=1)) == 2
@@ -143,7 +146,7 @@ def test_dispatch_pending_serves_every_target_then_fails_naming_the_unreachable_
     targets.create_target(engine, targets.TargetSpec(name="alerts", kind="airflow_dag",
                                                      config={"dag_id": "audit_dag"}))
     with session_scope(engine) as session:
-        publish_many(session, [{"type": "demobank.ping", "data": {"message": "hello"}}])
+        publish_many(session, [{"type": "demobank.ping", "data": {"message": "hello"}}], publisher=PUBLISHER)
     with pytest.raises(TargetsUnreachableError, match=r"'alerts'.*only inside an Airflow task"):
         dispatch_pending("test", engine=engine)
     with Session(engine) as session:

@@ -214,6 +214,7 @@ def _write_schema(directory: Path, event_type: str, version: int, **overrides: o
         "$id": f"https://schemas.demobank.com/events/{event_type}/v{version}.schema.json",
         "title": "Test",
         "description": "A test event.",
+        "x-demobank-api-publishing": True,
         "type": "object",
         "additionalProperties": False,
         "required": ["name"],
@@ -260,6 +261,11 @@ def test_versions_are_files_and_the_newest_is_the_default(tmp_path: Path) -> Non
         ({"properties": {"name": {"type": "string", "format": "email"}}}, "uses format email"),
         ({"properties": {"name": {"type": "nonsense"}}}, "is not a valid JSON Schema draft 2020-12"),
         ({"x-demobank-subject": "missing_field"}, "x-demobank-subject is 'missing_field'"),
+        ({"x-demobank-api-publishing": None}, "has x-demobank-api-publishing None: it must be true .* or false"),
+        ({"x-demobank-api-publishing": "yes"}, "has x-demobank-api-publishing 'yes': it must be true"),
+        ({"x-demobank-api-publishing": False}, "has x-demobank-published-by None: a type closed to the API needs it"),
+        ({"x-demobank-api-publishing": False, "x-demobank-published-by": ""}, "has x-demobank-published-by ''"),
+        ({"x-demobank-published-by": 7}, "has x-demobank-published-by 7"),
     ],
 )
 def test_broken_schema_is_refused_at_load(tmp_path: Path, overrides: dict, error: str) -> None:
@@ -297,6 +303,16 @@ def test_broken_catalog_layouts_are_refused(tmp_path: Path) -> None:
         Catalog(tmp_path)
 
 
+def test_api_publishing_is_decided_per_type(tmp_path: Path) -> None:
+    _write_schema(tmp_path, "account.opened", 1)
+    _write_schema(tmp_path, "account.opened", 2, **{"x-demobank-api-publishing": False,
+                                                    "x-demobank-published-by": "the account service"})
+
+    with pytest.raises(CatalogError, match=r"x-demobank-api-publishing differs between versions \(v1: true, v2: "
+                                           r"false\): it is decided per type"):
+        Catalog(tmp_path)
+
+
 def test_catalog_is_cached_per_folder_and_examples_are_copies(tmp_path: Path) -> None:
     _write_schema(tmp_path, "account.opened", 1)
     first = get_catalog(tmp_path)
@@ -308,6 +324,39 @@ def test_catalog_is_cached_per_folder_and_examples_are_copies(tmp_path: Path) ->
 
     catalog_module.clear_cache()
     assert get_catalog(tmp_path) is not first
+
+
+# -- publishing through the API ---------------------------------------------------------------------------------
+
+
+def test_the_catalog_says_which_types_the_api_may_publish() -> None:
+    catalog = get_catalog()
+
+    assert catalog.api_types() == ["customer.created", "transaction.created", "transaction.flagged"]
+    assert not catalog.api_publishing("pipeline.run.completed")
+    assert not catalog.api_publishing("demobank.ping")
+    for event_type in catalog.event_types():
+        raw = json.loads((CATALOG_DIR / event_type / "v1.schema.json").read_text(encoding="utf-8"))
+        assert raw["x-demobank-api-publishing"] is catalog.api_publishing(event_type)
+    with pytest.raises(UnknownEventTypeError):
+        catalog.api_publishing("transaction.exploded")
+
+
+def test_a_closed_type_is_a_problem_that_says_who_publishes_it_and_what_to_do() -> None:
+    catalog = get_catalog()
+
+    problem = catalog.api_publishing_problem("pipeline.run.completed", "events[3].type")
+
+    assert problem is not None and problem.path == "events[3].type"
+    assert problem.message == (
+        "pipeline.run.completed may not be published through the API: only the Data Factory's run reporting "
+        "publishes it (x-demobank-api-publishing is false in include/events/pipeline.run.completed/v1.schema.json)")
+    assert problem.hint.startswith("one of customer.created, transaction.created, transaction.flagged")
+    assert "POST /demobank/api/v1/targets/{id}/ping" in str(catalog.api_publishing_problem("demobank.ping"))
+    # Open and unknown types are no problem here (an unknown type is reported as unknown, on its own).
+    assert catalog.api_publishing_problem("transaction.created") is None
+    assert catalog.api_publishing_problem("transaction.exploded") is None
+    assert catalog.api_publishing_problem(None) is None
 
 
 def test_subject_field_gives_the_default_subject() -> None:

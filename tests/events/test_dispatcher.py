@@ -23,10 +23,10 @@ from demobank.events.dispatcher import (
     delivery_counts,
     dispatch_once,
     dispatch_until_empty,
-    replay,
 )
 from demobank.events.eventbridge import Delivered, EventBridgePublisher, Failed, PublishResult, RetryPolicy
 from demobank.events.outbox import publish_many
+from demobank.events.replay import replay
 from tests.db.conftest import (  # noqa: F401 - pytest registers the imported fixtures for this module
     _isolated_engines,
     db_url,
@@ -42,6 +42,8 @@ from tests.events.conftest_moto import (  # noqa: F401 - the *_fixture functions
     aws_default_fixture,
     moto_aws_fixture,
 )
+
+PUBLISHER = "dag:test_dispatcher"  # who this module's events are published by
 
 FAST = RetryPolicy(attempts=2, initial=0.01, maximum=0.02, jitter=0.01)
 NO_WAIT = lambda attempt: timedelta(0)  # noqa: E731 - a backoff that retries at once
@@ -81,7 +83,7 @@ def publish_events(engine: Engine, count: int, event_type: str = "transaction.cr
                 event["time"] = time
             events.append(event)
         with session_scope(engine) as session:
-            ids += publish_many(session, events)
+            ids += publish_many(session, events, publisher=PUBLISHER)
     return ids
 
 

@@ -60,6 +60,8 @@ from tests.events.conftest_moto import (  # noqa: F401 - the *_fixture functions
 )
 from tests.events.faulty_eventbridge import PERMANENT_CODE, FaultyEventBridge, running
 
+PUBLISHER = "dag:test_dispatcher_recovery"  # who this module's events are published by
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 EVENTS = 600
 BATCH = 100
@@ -122,7 +124,7 @@ def publish_numbered(engine: Engine, count: int) -> list[str]:
         events = [{"type": "transaction.created", "data": data, "subject": f"S-{n:06d}{fault_marker(n)}"}
                   for n in range(start, min(count, start + 500))]
         with session_scope(engine) as session:
-            ids += publish_many(session, events)
+            ids += publish_many(session, events, publisher=PUBLISHER)
     return ids
 
 

@@ -41,6 +41,8 @@ from tests.db.conftest import (  # noqa: F401 - pytest registers the imported fi
     sqlite_url,
 )
 
+PUBLISHER = "dag:test_outbox"  # who this module's events are published by
+
 
 @pytest.fixture
 def engine(migrated_url: str) -> Engine:  # noqa: F811
@@ -98,7 +100,7 @@ def test_publish_writes_the_envelope_in_the_callers_transaction(engine: Engine) 
     before = datetime.now(UTC) - timedelta(seconds=1)
 
     with session_scope(engine) as session:
-        event_id = publish(session, "transaction.created", data)
+        event_id = publish(session, "transaction.created", data, publisher=PUBLISHER)
 
     with Session(engine) as session:
         row = session.scalars(select(OutboxEvent)).one()
@@ -119,7 +121,8 @@ def test_publish_writes_the_envelope_in_the_callers_transaction(engine: Engine) 
 def test_explicit_subject_time_and_version(engine: Engine) -> None:
     when = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
     with session_scope(engine) as session:
-        event_id = publish(session, "demobank.ping", {"message": "ping"}, "check-1", version=1, time=when)
+        event_id = publish(session, "demobank.ping", {"message": "ping"}, "check-1", version=1, time=when,
+                           publisher=PUBLISHER)
 
     with Session(engine) as session:
         row = session.scalars(select(OutboxEvent)).one()
@@ -131,7 +134,7 @@ def test_sequence_follows_publish_order(engine: Engine) -> None:
     ids = []
     for number in range(5):
         with session_scope(engine) as session:
-            ids.append(publish(session, "transaction.created", _transaction(number)))
+            ids.append(publish(session, "transaction.created", _transaction(number), publisher=PUBLISHER))
 
     with Session(engine) as session:
         stored = session.scalars(select(OutboxEvent.id).order_by(OutboxEvent.sequence)).all()
@@ -142,7 +145,7 @@ def test_rolled_back_transaction_leaves_nothing(engine: Engine) -> None:
     _add_targets(engine, ("all", ["*"], True))
 
     with Session(engine) as session:
-        publish(session, "transaction.created", _transaction())
+        publish(session, "transaction.created", _transaction(), publisher=PUBLISHER)
         assert session.scalar(select(func.count()).select_from(OutboxEvent)) == 1  # written in the transaction
         session.rollback()
 
@@ -150,7 +153,7 @@ def test_rolled_back_transaction_leaves_nothing(engine: Engine) -> None:
         pass
 
     with pytest.raises(BusinessError), session_scope(engine) as session:
-        publish(session, "transaction.created", _transaction(2))
+        publish(session, "transaction.created", _transaction(2), publisher=PUBLISHER)
         raise BusinessError("the booking failed after the event was published")
 
     assert _counts(engine) == (0, 0)
@@ -158,7 +161,7 @@ def test_rolled_back_transaction_leaves_nothing(engine: Engine) -> None:
 
 def test_publish_does_not_commit(engine: Engine) -> None:
     with Session(engine) as session:
-        publish(session, "demobank.ping", {"message": "ping"})
+        publish(session, "demobank.ping", {"message": "ping"}, publisher=PUBLISHER)
         assert session.in_transaction()
         session.close()  # closing without commit discards it
 
@@ -170,9 +173,9 @@ def test_unknown_type_is_refused_and_nothing_is_written(engine: Engine) -> None:
 
     with session_scope(engine) as session:
         with pytest.raises(UnknownEventTypeError, match=r"type: \"transaction\.create\" is not an event type"):
-            publish(session, "transaction.create", _transaction())
+            publish(session, "transaction.create", _transaction(), publisher=PUBLISHER)
         # The refusal wrote nothing and left the caller's transaction usable.
-        publish(session, "demobank.ping", {"message": "still usable"})
+        publish(session, "demobank.ping", {"message": "still usable"}, publisher=PUBLISHER)
 
     with Session(engine) as session:
         assert session.scalars(select(OutboxEvent.type)).all() == ["demobank.ping"]
@@ -180,7 +183,7 @@ def test_unknown_type_is_refused_and_nothing_is_written(engine: Engine) -> None:
 
 def test_schema_violation_names_the_field_and_nothing_is_written(engine: Engine) -> None:
     with session_scope(engine) as session, pytest.raises(EventValidationError) as caught:
-        publish(session, "transaction.created", _transaction(amount=42.5, currency="euro"))
+        publish(session, "transaction.created", _transaction(amount=42.5, currency="euro"), publisher=PUBLISHER)
 
     message = str(caught.value)
     assert "data.amount: 42.5 is a number, not a string" in message
@@ -201,7 +204,7 @@ def test_schema_violation_names_the_field_and_nothing_is_written(engine: Engine)
 )
 def test_bad_publish_arguments_are_refused(engine: Engine, kwargs: dict, path: str) -> None:
     with session_scope(engine) as session, pytest.raises(EventValidationError) as caught:
-        publish(session, "transaction.created", _transaction(), **kwargs)
+        publish(session, "transaction.created", _transaction(), **kwargs, publisher=PUBLISHER)
 
     assert [problem.path for problem in caught.value.problems] == [path]
     assert _counts(engine) == (0, 0)
@@ -209,19 +212,21 @@ def test_bad_publish_arguments_are_refused(engine: Engine, kwargs: dict, path: s
 
 def test_data_that_is_not_json_is_refused_naming_the_field(engine: Engine) -> None:
     with session_scope(engine) as session, pytest.raises(EventValidationError, match=r"data\.booked_at: .*time zone"):
-        publish(session, "transaction.created", _transaction(booked_at=datetime(2026, 11, 26, 9, 0)))
+        publish(session, "transaction.created", _transaction(booked_at=datetime(2026, 11, 26, 9, 0)),
+                publisher=PUBLISHER)
 
     assert _counts(engine) == (0, 0)
 
 
 def test_sequence_values_are_never_reused(engine: Engine) -> None:
     with session_scope(engine) as session:
-        publish_many(session, [{"type": "demobank.ping", "data": {"message": str(n)}} for n in range(3)])
+        publish_many(session, [{"type": "demobank.ping", "data": {"message": str(n)}} for n in range(3)],
+                     publisher=PUBLISHER)
     with session_scope(engine) as session:
         last = session.scalar(select(func.max(OutboxEvent.sequence)))
         session.execute(delete(OutboxEvent).where(OutboxEvent.sequence == last))  # e.g. a retention purge
     with session_scope(engine) as session:
-        publish(session, "demobank.ping", {"message": "after the purge"})
+        publish(session, "demobank.ping", {"message": "after the purge"}, publisher=PUBLISHER)
 
     with Session(engine) as session:
         assert session.scalar(select(func.max(OutboxEvent.sequence))) > last
@@ -230,8 +235,8 @@ def test_sequence_values_are_never_reused(engine: Engine) -> None:
 def test_deleting_an_event_or_a_target_deletes_its_deliveries(engine: Engine) -> None:
     targets = _add_targets(engine, ("a", ["*"], True), ("b", ["*"], True))
     with session_scope(engine) as session:
-        first = publish(session, "demobank.ping", {"message": "1"})
-        publish(session, "demobank.ping", {"message": "2"})
+        first = publish(session, "demobank.ping", {"message": "1"}, publisher=PUBLISHER)
+        publish(session, "demobank.ping", {"message": "2"}, publisher=PUBLISHER)
     assert _counts(engine) == (2, 4)
 
     with session_scope(engine) as session:
@@ -245,7 +250,7 @@ def test_deleting_an_event_or_a_target_deletes_its_deliveries(engine: Engine) ->
 def test_one_delivery_per_event_and_target(engine: Engine) -> None:
     targets = _add_targets(engine, ("a", ["*"], True))
     with session_scope(engine) as session:
-        event_id = publish(session, "demobank.ping", {"message": "1"})
+        event_id = publish(session, "demobank.ping", {"message": "1"}, publisher=PUBLISHER)
 
     with pytest.raises(IntegrityError), session_scope(engine) as session:
         session.add(EventDelivery(event_id=event_id, target_id=targets["a"]))
@@ -285,8 +290,8 @@ def test_event_over_the_default_limit_is_refused(engine: Engine) -> None:
 
     with session_scope(engine) as session:
         with pytest.raises(EventValidationError) as caught:
-            publish(session, "pipeline.run.completed", _big_pipeline_run(180))  # ~270 KB
-        accepted = publish(session, "pipeline.run.completed", _big_pipeline_run(170))  # ~255 KB
+            publish(session, "pipeline.run.completed", _big_pipeline_run(180), publisher=PUBLISHER)  # ~270 KB
+        accepted = publish(session, "pipeline.run.completed", _big_pipeline_run(170), publisher=PUBLISHER)  # ~255 KB
 
     message = str(caught.value)
     assert "envelope: the event is 27" in message
@@ -297,11 +302,11 @@ def test_event_over_the_default_limit_is_refused(engine: Engine) -> None:
 
 
 def test_size_limit_is_configurable(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    size = prepare_event("transaction.created", _transaction()).size_bytes
+    size = prepare_event("transaction.created", _transaction(), publisher=PUBLISHER).size_bytes
     monkeypatch.setenv(MAX_EVENT_BYTES_ENV, str(size - 1))
 
     with session_scope(engine) as session, pytest.raises(EventValidationError) as caught:
-        publish(session, "transaction.created", _transaction())
+        publish(session, "transaction.created", _transaction(), publisher=PUBLISHER)
 
     assert f"the event is {size} bytes as a CloudEvents envelope, over the limit of {size - 1} bytes" in str(
         caught.value
@@ -310,7 +315,7 @@ def test_size_limit_is_configurable(engine: Engine, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setenv(MAX_EVENT_BYTES_ENV, str(size))
     with session_scope(engine) as session:
-        publish(session, "transaction.created", _transaction())
+        publish(session, "transaction.created", _transaction(), publisher=PUBLISHER)
     assert _counts(engine) == (1, 0)
 
 
@@ -323,7 +328,7 @@ def test_malformed_size_limit_is_a_configuration_error(monkeypatch: pytest.Monke
 
 
 def test_a_matching_targets_smaller_limit_refuses_the_event(engine: Engine) -> None:
-    size = prepare_event("transaction.created", _transaction()).size_bytes
+    size = prepare_event("transaction.created", _transaction(), publisher=PUBLISHER).size_bytes
     # EventBridge counts Time (14) + Source + DetailType + Detail (the envelope).
     entry = 14 + len("com.demobank") + len("transaction.created") + size
     _add_targets(
@@ -334,7 +339,7 @@ def test_a_matching_targets_smaller_limit_refuses_the_event(engine: Engine) -> N
     )
 
     with session_scope(engine) as session, pytest.raises(EventValidationError) as caught:
-        publish(session, "transaction.created", _transaction())
+        publish(session, "transaction.created", _transaction(), publisher=PUBLISHER)
 
     assert (
         f"the event is {entry} bytes as target 'small-bus' (eventbridge) counts it, over that target's limit of "
@@ -345,7 +350,7 @@ def test_a_matching_targets_smaller_limit_refuses_the_event(engine: Engine) -> N
     with session_scope(engine) as session:
         session.execute(EventTarget.__table__.update().values(config={"max_event_bytes": entry}))
     with session_scope(engine) as session:
-        publish(session, "transaction.created", _transaction())
+        publish(session, "transaction.created", _transaction(), publisher=PUBLISHER)
     assert _counts(engine) == (1, 1)
 
 
@@ -380,7 +385,8 @@ def test_deliveries_only_for_enabled_matching_targets(engine: Engine) -> None:
     before = datetime.now(UTC) - timedelta(seconds=1)
 
     with session_scope(engine) as session:
-        ids = {event_type: publish(session, event_type, data) for event_type, data in events.items()}
+        ids = {event_type: publish(session, event_type, data, publisher=PUBLISHER)
+               for event_type, data in events.items()}
 
     for event_type, event_id in ids.items():
         deliveries = _deliveries(engine, event_id)
@@ -393,7 +399,7 @@ def test_deliveries_only_for_enabled_matching_targets(engine: Engine) -> None:
 
 def test_no_targets_means_no_deliveries(engine: Engine) -> None:
     with session_scope(engine) as session:
-        publish(session, "demobank.ping", {"message": "ping"})
+        publish(session, "demobank.ping", {"message": "ping"}, publisher=PUBLISHER)
 
     assert _counts(engine) == (1, 0)
 
@@ -402,7 +408,7 @@ def test_malformed_target_filter_stops_publishing(engine: Engine) -> None:
     _add_targets(engine, ("broken", "transaction.created", True))  # type: ignore[arg-type]  # a string, not a list
 
     with session_scope(engine) as session, pytest.raises(ConfigurationError, match=r"'broken'.*malformed event_types"):
-        publish(session, "transaction.created", _transaction())
+        publish(session, "transaction.created", _transaction(), publisher=PUBLISHER)
 
     assert _counts(engine) == (0, 0)
 
@@ -453,7 +459,7 @@ def test_publish_many_writes_500_events_in_order(engine: Engine) -> None:
     events.append({"type": "demobank.ping", "data": {"message": "last"}, "subject": "batch-end"})
 
     with session_scope(engine) as session:
-        ids = publish_many(session, events)
+        ids = publish_many(session, events, publisher=PUBLISHER)
 
     assert len(ids) == len(set(ids)) == MAX_BATCH_SIZE
     with Session(engine) as session:
@@ -476,7 +482,7 @@ def test_publish_many_is_all_or_nothing(engine: Engine) -> None:
     events[499]["colour"] = "blue"
 
     with session_scope(engine) as session, pytest.raises(EventValidationError) as caught:
-        publish_many(session, events)
+        publish_many(session, events, publisher=PUBLISHER)
 
     message = str(caught.value)
     assert message.startswith("batch of 500 events (4 invalid) refused, nothing was published (4 problems): ")
@@ -494,14 +500,14 @@ def test_publish_many_refuses_more_than_500_events(engine: Engine) -> None:
     events = [{"type": "demobank.ping", "data": {"message": "ping"}}] * (MAX_BATCH_SIZE + 1)
 
     with session_scope(engine) as session, pytest.raises(EventValidationError, match=r"has 501 events.*at most 500"):
-        publish_many(session, events)
+        publish_many(session, events, publisher=PUBLISHER)
 
     assert _counts(engine) == (0, 0)
 
 
 def test_publish_many_edge_cases(engine: Engine) -> None:
     with session_scope(engine) as session:
-        assert publish_many(session, []) == []
+        assert publish_many(session, [], publisher=PUBLISHER) == []
         for bad, path in [
             ({"type": "demobank.ping", "data": {}}, "events"),  # a mapping, not a list
             (["not an event"], "events[0]"),
@@ -509,7 +515,7 @@ def test_publish_many_edge_cases(engine: Engine) -> None:
             ([{"data": {"message": "ping"}}], "events[0].type"),
         ]:
             with pytest.raises(EventValidationError) as caught:
-                publish_many(session, bad)  # type: ignore[arg-type]
+                publish_many(session, bad, publisher=PUBLISHER)  # type: ignore[arg-type]
             assert [problem.path for problem in caught.value.problems] == [path]
 
     assert _counts(engine) == (0, 0)
@@ -523,7 +529,7 @@ def test_batch_size_limit_problem_names_the_event(engine: Engine, monkeypatch: p
     ]
 
     with session_scope(engine) as session, pytest.raises(EventValidationError) as caught:
-        publish_many(session, events)
+        publish_many(session, events, publisher=PUBLISHER)
 
     assert [problem.path for problem in caught.value.problems] == ["events[1].envelope"]
     assert "over the limit of 1000 bytes" in str(caught.value)
@@ -538,16 +544,16 @@ def test_idempotency_key_publishes_once(engine: Engine) -> None:
     data = _transaction()
 
     with session_scope(engine) as session:
-        first = publish(session, "transaction.created", data, idempotency_key="booking-1")
+        first = publish(session, "transaction.created", data, idempotency_key="booking-1", publisher=PUBLISHER)
     with session_scope(engine) as session:
-        again = publish(session, "transaction.created", data, idempotency_key="booking-1")
+        again = publish(session, "transaction.created", data, idempotency_key="booking-1", publisher=PUBLISHER)
         batch = publish_many(
             session,
             [
                 {"type": "transaction.created", "data": data, "idempotency_key": "booking-1"},
                 {"type": "transaction.created", "data": _transaction(2), "idempotency_key": "booking-2"},
                 {"type": "transaction.created", "data": _transaction(2), "idempotency_key": "booking-2"},
-            ],
+            ], publisher=PUBLISHER,
         )
 
     assert again == first == batch[0]
@@ -557,11 +563,13 @@ def test_idempotency_key_publishes_once(engine: Engine) -> None:
 
 def test_idempotency_key_reused_for_other_data_is_refused(engine: Engine) -> None:
     with session_scope(engine) as session:
-        first = publish(session, "transaction.created", _transaction(), idempotency_key="booking-1")
+        first = publish(session, "transaction.created", _transaction(), idempotency_key="booking-1",
+                        publisher=PUBLISHER)
 
     with session_scope(engine) as session, pytest.raises(EventConflictError) as caught:
-        publish(session, "transaction.created", _transaction(amount="43.00"), idempotency_key="booking-1")
-    assert f"idempotency_key: was already used for event {first}" in str(caught.value)
+        publish(session, "transaction.created", _transaction(amount="43.00"), idempotency_key="booking-1",
+                publisher=PUBLISHER)
+    assert f"idempotency_key: 'booking-1' was already used by {PUBLISHER} for event {first}" in str(caught.value)
 
     with session_scope(engine) as session, pytest.raises(EventConflictError) as caught:
         publish_many(
@@ -569,13 +577,13 @@ def test_idempotency_key_reused_for_other_data_is_refused(engine: Engine) -> Non
             [
                 {"type": "transaction.created", "data": _transaction(5), "idempotency_key": "booking-5"},
                 {"type": "transaction.created", "data": _transaction(6), "idempotency_key": "booking-5"},
-            ],
+            ], publisher=PUBLISHER,
         )
     assert [problem.path for problem in caught.value.problems] == ["events[1].idempotency_key"]
 
     # The same key for another event type is another event.
     with session_scope(engine) as session:
-        other = publish(session, "demobank.ping", {"message": "ping"}, idempotency_key="booking-1")
+        other = publish(session, "demobank.ping", {"message": "ping"}, idempotency_key="booking-1", publisher=PUBLISHER)
     assert other != first
     assert _counts(engine) == (2, 0)
 
@@ -584,20 +592,20 @@ def test_idempotency_key_reused_for_other_data_is_refused(engine: Engine) -> Non
 
 
 def test_publish_now_commits_its_own_transaction(engine: Engine) -> None:
-    event_id = publish_now("demobank.ping", {"message": "from a task"}, engine=engine)
+    event_id = publish_now("demobank.ping", {"message": "from a task"}, engine=engine, publisher=PUBLISHER)
 
     with Session(engine) as session:
         assert session.scalars(select(OutboxEvent.id)).all() == [event_id]
 
     with pytest.raises(EventValidationError, match=r"data\.message: is missing"):
-        publish_now("demobank.ping", {}, engine=engine)
+        publish_now("demobank.ping", {}, engine=engine, publisher=PUBLISHER)
     assert _counts(engine) == (1, 0)
 
 
 def test_publish_now_uses_the_configured_database(migrated_url: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     monkeypatch.setenv("DEMOBANK_DB_URL", migrated_url)
 
-    event_id = publish_now("demobank.ping", {"message": "ping"}, idempotency_key="check-1")
+    event_id = publish_now("demobank.ping", {"message": "ping"}, idempotency_key="check-1", publisher=PUBLISHER)
 
-    assert publish_now("demobank.ping", {"message": "ping"}, idempotency_key="check-1") == event_id
+    assert publish_now("demobank.ping", {"message": "ping"}, idempotency_key="check-1", publisher=PUBLISHER) == event_id
     assert _counts(get_engine(migrated_url)) == (1, 0)

@@ -17,6 +17,8 @@ from demobank.events.catalog import examples
 from demobank.events.outbox import publish, publish_many
 from tests.db.conftest import _isolated_engines, sqlite_url  # noqa: F401 - fixtures
 
+PUBLISHER = "user:test_targets"  # who this module's events and test events are published by
+
 PROJECT = Path(__file__).resolve().parents[2]
 
 
@@ -171,21 +173,22 @@ def test_the_match_filter_decides_which_events_a_target_receives(engine: Engine)
                                                match={"amount": {">=": "1000"}}))
     with session_scope(engine) as session:
         publish_many(session, [{"type": "transaction.created", "data": transaction(amount)}
-                               for amount in ("999.99", "1000", "25000.50")])
+                               for amount in ("999.99", "1000", "25000.50")], publisher=PUBLISHER)
     assert deliveries(engine) == {everything.id: 3, large.id: 2}
 
 
 def test_a_test_event_goes_to_one_target_only_and_a_disabled_target_refuses_it(engine: Engine) -> None:
     first = targets.create_target(engine, spec(name="first"))
     second = targets.create_target(engine, spec(name="second", event_types=["customer.created"]))
-    event_id = targets.ping(engine, second.id, sent_by="test")
+    event_id = targets.ping(engine, second.id, sent_by="test", publisher=PUBLISHER)
     with Session(engine) as session:
         assert session.scalars(select(EventDelivery.target_id).where(EventDelivery.event_id == event_id)).all() == [
             second.id]
         assert session.scalar(select(OutboxEvent.type).where(OutboxEvent.id == event_id)) == "demobank.ping"
     targets.set_enabled(engine, first.id, False)
     with pytest.raises(targets.TargetConflictError, match="is disabled: enable it"):
-        targets.ping(engine, first.id, sent_by="test")
+        targets.ping(engine, first.id, sent_by="test", publisher=PUBLISHER)
     with session_scope(engine) as session:
-        publish(session, "demobank.ping", {"message": "to every enabled target whose filter selects it"})
+        publish(session, "demobank.ping", {"message": "to every enabled target whose filter selects it"},
+                publisher=PUBLISHER)
     assert deliveries(engine) == {second.id: 1}  # first is disabled; second's filter takes customer.created only

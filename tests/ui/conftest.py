@@ -54,12 +54,38 @@ def announcer() -> Announcer:
     return Announcer()
 
 
-def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, with_page: bool = False) -> FastAPI:
-    """The events router at ``/api/v1`` (or the page and router under ``/demobank``, as the plugin mounts them)."""
+ROLES = ("viewer", "user", "op", "admin")
+"""The roles of Airflow's simple auth manager, least to most."""
+
+
+def user_of(role: str | None, name: str | None = None) -> Any:
+    """A signed-in user of the simple auth manager with ``role`` (named after it unless ``name``)."""
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return SimpleAuthManagerUser(username=name or f"{role}-tester", role=role)
+
+
+def sign_in(app: FastAPI, role: str | None, *, manager: Any = None, name: str | None = None) -> Any:
+    """Answer ``app``'s permission questions with the simple auth manager (or ``manager``) for a user of ``role``;
+    return the user. Called again, it switches the user for the next requests."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+    from demobank.ui.permissions import use_auth_manager
+
+    user = user_of(role, name)
+    use_auth_manager(app, manager or SimpleAuthManager(), user)
+    return user
+
+
+def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, with_page: bool = False,
+               role: str = "op") -> FastAPI:
+    """The events router at ``/api/v1`` (or the page and router under ``/demobank``, as the plugin mounts them),
+    signed in as a user of ``role``."""
     from demobank.ui.events_api import create_router
     from demobank.ui.templating import TEMPLATES
 
     app = FastAPI()
+    sign_in(app, role)
     router = create_router(lambda: engine, announce)
     if not with_page:
         app.include_router(router, prefix="/api/v1")

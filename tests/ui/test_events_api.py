@@ -3,6 +3,7 @@ targets (create, list, get, update, enable, disable), test events, replay and de
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,12 +12,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from demobank.db.models import EventDelivery
+from demobank.db.models import EventDelivery, OutboxEvent
 from demobank.events.catalog import event_types, examples
 from demobank.events.outbox import MAX_BATCH_SIZE
-from tests.ui.conftest import Announcer, delivery_count, outbox_count
+from tests.ui.conftest import Announcer, delivery_count, outbox_count, sign_in
 
 API = "/api/v1"
+SIGNED_IN = "user:op-tester"
+"""The publisher of what the signed-in user of ``events_app`` (role op) publishes."""
 
 
 def transaction(n: int = 0, **changes: Any) -> dict[str, Any]:
@@ -394,3 +397,211 @@ def test_bad_replays_are_refused(client: TestClient, changes: dict[str, Any], wo
     assert response.status_code == 422, response.text
     for word in words:
         assert word in response.json()["detail"]
+
+
+# -- publishers -----------------------------------------------------------------------------------------------------
+
+
+def outbox_rows(engine: Engine) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+    with Session(engine) as session:
+        return [(event_id, publisher, key, json.loads(envelope)) for event_id, publisher, key, envelope in
+                session.execute(select(OutboxEvent.id, OutboxEvent.publisher, OutboxEvent.idempotency_key,
+                                       OutboxEvent.envelope).order_by(OutboxEvent.sequence))]
+
+
+def test_the_publisher_is_the_signed_in_user(client: TestClient, engine: Engine) -> None:
+    target = create(client, event_types=["transaction.created"])
+
+    [event_id] = publish(client, [{**transaction(), "idempotency_key": "booking-1"}])
+
+    [(stored_id, publisher, key, envelope)] = outbox_rows(engine)
+    assert (stored_id, publisher, key) == (event_id, SIGNED_IN, "booking-1")
+    assert envelope["publisher"] == SIGNED_IN
+    [delivery] = client.get(f"{API}/targets/{target['id']}/deliveries").json()
+    assert delivery["publisher"] == SIGNED_IN
+
+
+def test_another_user_with_the_same_key_publishes_another_event(engine: Engine) -> None:
+    from tests.ui.conftest import events_app
+
+    event = {**transaction(), "idempotency_key": "booking-1"}
+    ids = {}
+    for name in ("alice", "bob"):
+        app = events_app(engine, Announcer())
+        sign_in(app, "user", name=name)
+        with TestClient(app) as client:
+            ids[name] = publish(client, [event])[0]
+            assert publish(client, [event]) == [ids[name]]  # each one's retry is a no-op
+    assert ids["alice"] != ids["bob"]
+    assert [row[1] for row in outbox_rows(engine)] == ["user:alice", "user:bob"]
+
+
+@pytest.mark.parametrize("body", [
+    {"events": [transaction()], "publisher": "dag:data_factory_transactions"},
+    {"events": [{**transaction(), "publisher": "dag:data_factory_transactions"}]},
+])
+def test_a_publisher_in_the_body_is_refused(client: TestClient, engine: Engine, body: dict[str, Any]) -> None:
+    response = client.post(f"{API}/events", json=body)
+
+    assert response.status_code == 422, response.text
+    assert "publisher" in response.text
+    assert outbox_count(engine) == 0
+
+
+def test_a_user_name_that_cannot_be_a_publisher_is_refused(engine: Engine) -> None:
+    from tests.ui.conftest import events_app
+
+    app = events_app(engine, Announcer())
+    sign_in(app, "op", name="Jane Doe")
+    with TestClient(app) as client:
+        response = client.post(f"{API}/events", json={"events": [transaction()]})
+    assert response.status_code == 403
+    assert "user name 'Jane Doe' cannot be recorded as the publisher of an event" in response.json()["detail"]
+    assert outbox_count(engine) == 0
+
+
+def test_a_ping_is_published_by_the_user_who_sent_it(client: TestClient, engine: Engine) -> None:
+    target = create(client, "bus", event_types=["*"])
+
+    assert client.post(f"{API}/targets/{target['id']}/ping").status_code == 202
+
+    [(_, publisher, _, envelope)] = outbox_rows(engine)
+    assert publisher == envelope["publisher"] == SIGNED_IN
+    assert envelope["type"] == "demobank.ping"
+
+
+@pytest.mark.parametrize("closed", ["pipeline.run.completed", "demobank.ping"])
+def test_a_type_closed_to_the_api_refuses_the_whole_batch(client: TestClient, engine: Engine,
+                                                          announcer: Announcer, closed: str) -> None:
+    events = [transaction(0), {"type": closed, "data": examples(closed)[0]}, transaction(1)]
+
+    response = client.post(f"{API}/events", json={"events": events})
+
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert [problem["path"] for problem in body["problems"]] == ["events[1].type"]
+    assert f"events[1].type: {closed} may not be published through the API: only " in body["detail"]
+    assert "x-demobank-api-publishing is false" in body["detail"]
+    assert "one of customer.created, transaction.created, transaction.flagged" in body["detail"]
+    assert outbox_count(engine) == 0
+    assert announcer.calls == []
+
+
+def test_the_catalog_says_which_types_the_api_publishes(client: TestClient) -> None:
+    catalog = {item["type"]: item for item in client.get(f"{API}/event-types").json()}
+
+    assert {name for name, item in catalog.items() if item["api_publishing"]} == {
+        "transaction.created", "transaction.flagged", "customer.created"}
+    assert catalog["pipeline.run.completed"]["published_by"] == "the Data Factory's run reporting"
+    assert catalog["transaction.created"]["published_by"] is None
+
+
+# -- input limits -----------------------------------------------------------------------------------------------------
+
+
+def test_a_422_lists_at_most_100_problems_and_counts_the_rest(client: TestClient, engine: Engine) -> None:
+    events = [{**transaction(n), "data": {**transaction(n)["data"], "currency": "euro"}} for n in range(150)]
+
+    response = client.post(f"{API}/events", json={"events": events})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["problems"]) == 100
+    assert body["problems"][0]["path"] == "events[0].data.currency"
+    assert body["more_problems"] == 50
+    assert ("(50 more problems not listed: at most 100 are, DEMOBANK_API_MAX_PROBLEMS; fix these and send the "
+            "request again to see the rest)") in body["detail"]
+    assert len(response.content) < 100_000
+    assert outbox_count(engine) == 0
+
+    one = client.post(f"{API}/events", json={"events": events[:1]}).json()
+    assert one["more_problems"] == 0 and "more problem" not in one["detail"]
+
+
+def test_a_target_422_is_bounded_too(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMOBANK_API_MAX_PROBLEMS", "2")
+
+    response = client.post(f"{API}/targets", json={"name": "bad/name", "kind": "sqs", "colour": "blue"})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert [problem["path"] for problem in body["problems"]] == ["name", "kind"]
+    assert body["more_problems"] == 1
+    assert body["detail"].startswith("invalid target: name: ")
+    assert "; and 1 more" in body["detail"] and "1 more problem not listed" in body["detail"]
+
+
+def test_a_batch_over_the_byte_limit_is_refused_with_the_total_and_the_limit(
+        client: TestClient, engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMOBANK_EVENT_BATCH_MAX_BYTES", "20000")
+
+    response = client.post(f"{API}/events", json={"events": [transaction(n) for n in range(60)]})
+
+    assert response.status_code == 422
+    body = response.json()
+    [problem] = body["problems"]
+    assert problem["path"] == "events"
+    assert "over the limit of 20000 bytes (DEMOBANK_EVENT_BATCH_MAX_BYTES) for one batch" in problem["message"]
+    assert problem["message"].startswith("the batch's 60 events are ")
+    assert "split the batch" in problem["hint"]
+    assert outbox_count(engine) == 0
+
+
+def test_a_replay_over_the_cap_is_refused_and_says_to_narrow_the_window(
+        client: TestClient, engine: Engine, announcer: Announcer, monkeypatch: pytest.MonkeyPatch) -> None:
+    publish(client, [transaction(n) for n in range(5)])
+    target = create(client, event_types=["customer.created"])
+    announcer.calls.clear()
+    monkeypatch.setenv("DEMOBANK_REPLAY_MAX_EVENTS", "4")
+    now = datetime.now(UTC)
+    window = {"event_type": "transaction.created", "start": utc(now - timedelta(hours=1)),
+              "end": utc(now + timedelta(hours=1))}
+
+    response = client.post(f"{API}/targets/{target['id']}/replay", json=window)
+
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert (body["events"], body["limit"]) == (5, 4)
+    assert "holds 5 transaction.created events, over the cap of 4 events (DEMOBANK_REPLAY_MAX_EVENTS)" in \
+        body["detail"]
+    assert "Narrow the window" in body["detail"]
+    assert client.get(f"{API}/targets/{target['id']}").json()["deliveries"]["pending"] == 0
+    assert announcer.calls == []
+
+
+@pytest.mark.parametrize(("changes", "words"), [
+    ({"event_types": ["transaction.created"] * 51}, ["51 patterns", "limit of 50 patterns",
+                                                     "DEMOBANK_TARGET_MAX_EVENT_TYPES"]),
+    ({"match": {f"f{n}": "x" for n in range(21)}}, ["21 conditions", "DEMOBANK_TARGET_MAX_CONDITIONS"]),
+    ({"match": {"currency": ["EUR"] * 101}}, ["101 values", "DEMOBANK_TARGET_MAX_VALUES"]),
+    ({"match": {"description": "x" * 5000}}, ["5000 characters", "DEMOBANK_TARGET_MAX_TEXT_LENGTH"]),
+    ({"match": {".".join(["m"] * 12): "x"}}, ["12 parts", "DEMOBANK_TARGET_MAX_PATH_DEPTH"]),
+])
+def test_unbounded_target_filters_are_refused_with_the_limit(client: TestClient, changes: dict[str, Any],
+                                                             words: list[str]) -> None:
+    response = client.post(f"{API}/targets", json={**target_body(), **changes})
+
+    assert response.status_code == 422, response.text
+    for word in words:
+        assert word in response.json()["detail"]
+    assert len(response.content) < 5_000  # the 5,000-character value is not echoed back
+    assert client.get(f"{API}/targets").json() == []
+
+
+def test_a_body_that_is_not_the_routes_model_gets_a_bounded_422_too(client: TestClient) -> None:
+    body = {"events": [transaction()], **{f"extra_{n}": n for n in range(1_000)}}
+
+    response = client.post(f"{API}/events", json=body)
+
+    assert response.status_code == 422
+    answer = response.json()
+    assert len(answer["problems"]) == 100 and answer["more_problems"] == 900
+    assert answer["problems"][0] == {"path": "extra_0", "message": "Extra inputs are not permitted"}
+    assert answer["detail"].startswith("invalid request body: extra_0: Extra inputs are not permitted")
+    assert len(response.content) < 50_000
+
+    target = create(client)
+    replay = client.post(f"{API}/targets/{target['id']}/replay", json={"event_type": "transaction.created"})
+    assert replay.status_code == 422
+    assert {problem["path"] for problem in replay.json()["problems"]} == {"start", "end"}
+    assert replay.json()["more_problems"] == 0

@@ -4,8 +4,11 @@ Connection (type ``montecarlo``): login = API key id (``x-mcd-id``), password = 
 an *Airflow integration key*; host = gateway URL (empty for ``https://integrations.getmontecarlo.com``; the
 local sandbox's URL, ``http://127.0.0.1:8080/sandbox``, in ``make run``); extras ``ui_url`` (Monte Carlo's web
 app, default ``https://getmontecarlo.com``) and ``ui_path`` (the page a "View in Monte Carlo" link opens, a
-template with ``{dag_id}``; ``&run_id=…`` is added for a run). Like airflow-mcd, ``mcd_id`` / ``mcd_token``
-extras are accepted in place of login/password.
+template with ``{dag_id}``; ``&run_id=…`` is added for a run). The links are shown in Airflow's pages, so
+``ui_url`` must be an absolute ``http(s)`` URL and ``ui_path`` a path on it: anything else (``javascript:``,
+``data:``, a relative or protocol-relative URL) is never linked; the links fall back to the defaults, the Data
+Quality tab says why, and the connection's Test button names the problem (:func:`ui_link_problem`). Like
+airflow-mcd, ``mcd_id`` / ``mcd_token`` extras are accepted in place of login/password.
 
 Why the gateway (``POST /airflow/callbacks``) and not GraphQL: it is what airflow-mcd 0.3.12 uses on Airflow 3,
 and the only one of its two transports that carries lineage (task dependencies, asset URIs) at the top level;
@@ -26,7 +29,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from airflow.sdk import BaseHook, BaseOperatorLink
 
@@ -48,6 +51,8 @@ DEFAULT_UI_URL = "https://getmontecarlo.com"
 DEFAULT_UI_PATH = "/jobs?search={dag_id}"
 """The page a "View in Monte Carlo" link opens by default (searching the jobs for the DAG); set the
 connection's extra ``ui_path`` to point elsewhere."""
+UI_URL_SCHEMES = ("http", "https")
+"""The only schemes a "View in Monte Carlo" link may have."""
 
 #: HTTP statuses worth sending again later; any other 4xx is Monte Carlo's final word on that report.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -175,7 +180,12 @@ class MonteCarloHook(BaseHook):
         return answer
 
     def test_connection(self) -> tuple[bool, str]:
-        """Ping the gateway: proves the URL and the integration key (the UI's Test button)."""
+        """Check the link settings, then ping the gateway: proves the URL and the integration key (the UI's Test
+        button)."""
+        problem = ui_link_problem(self.extras)
+        if problem is not None:
+            return False, (f"connection {self.montecarlo_conn_id!r}: {problem}; until then the \"View in Monte "
+                           f"Carlo\" links open {DEFAULT_UI_URL}")
         try:
             answer = self.post_callback("ping", {})
         except Exception as error:  # noqa: BLE001 - the Test button reports any failure as text
@@ -227,11 +237,42 @@ def _answer_text(response: Any, limit: int = 300) -> str:
     return (response.text or "").strip()[:limit]
 
 
+def _unsafe_text(value: str) -> bool:
+    return any(character.isspace() or ord(character) < 32 or ord(character) == 127 or character == "\\"
+               for character in value)
+
+
+def ui_link_problem(extras: dict[str, Any]) -> str | None:
+    """What is wrong with a connection's ``ui_url`` / ``ui_path`` for a link shown in a page; ``None`` when they
+    are fine or unset (the defaults apply).
+
+    ``ui_url`` must be an absolute ``http://`` or ``https://`` URL with a host; ``ui_path`` must start with one
+    ``/`` (a path on that host, e.g. ``/jobs?search={dag_id}``). Neither may hold spaces, control characters or
+    backslashes. The message quotes the value (for the connection's Test button, which only its editors see).
+    """
+    base = extra_value(extras, MonteCarloHook.conn_type, "ui_url", None)
+    if base is not None:
+        text = str(base)
+        parts = urlsplit(text)
+        if _unsafe_text(text) or parts.scheme.lower() not in UI_URL_SCHEMES or not parts.hostname:
+            return (f"ui_url {text[:100]!r} is not an absolute http(s) URL: set it to your Monte Carlo web app, e.g. "
+                    f"{DEFAULT_UI_URL} (a javascript:, data: or relative URL is never linked)")
+    path = extra_value(extras, MonteCarloHook.conn_type, "ui_path", None)
+    if path is not None:
+        text = str(path)
+        if _unsafe_text(text) or not text.startswith("/") or text.startswith("//"):
+            return (f"ui_path {text[:100]!r} is not a path on ui_url: it must start with a single '/', e.g. "
+                    f"{DEFAULT_UI_PATH}")
+    return None
+
+
 def monte_carlo_url(dag_id: str, run_id: str | None = None, *,
                     montecarlo_conn_id: str = MonteCarloHook.default_conn_name) -> str:
     """Where to see a DAG (and one of its runs) in Monte Carlo, from the connection's ``ui_url``/``ui_path``.
 
-    Falls back to :data:`DEFAULT_UI_URL` when the connection cannot be read (never raises for that).
+    Falls back to :data:`DEFAULT_UI_URL` when the connection cannot be read (never raises for that), and to the
+    defaults when ``ui_url`` or ``ui_path`` are not safe to link (:func:`ui_link_problem`): the result is always an
+    ``http(s)`` URL.
 
     :param dag_id: the DAG.
     :param run_id: a run of it, added as ``run_id`` query parameter.
@@ -243,6 +284,10 @@ def monte_carlo_url(dag_id: str, run_id: str | None = None, *,
         extras = BaseHook.get_connection(montecarlo_conn_id).extra_dejson
     except Exception as error:  # noqa: BLE001 - a link must render even without the connection
         log.debug("connection %r unreadable for the Monte Carlo link: %s", montecarlo_conn_id, error)
+    problem = ui_link_problem(extras)
+    if problem is not None:
+        log.debug("connection %r: %s; linking to %s", montecarlo_conn_id, problem, DEFAULT_UI_URL)
+        extras = {}
     base = str(extra_value(extras, MonteCarloHook.conn_type, "ui_url", DEFAULT_UI_URL)).rstrip("/")
     path = str(extra_value(extras, MonteCarloHook.conn_type, "ui_path", DEFAULT_UI_PATH))
     url = base + path.replace("{dag_id}", quote(dag_id, safe=""))

@@ -348,17 +348,20 @@ def customer_event_data(row: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def publish_customer_events(engine: Engine, suite_engine: Engine | None = None, *,
+def publish_customer_events(engine: Engine, suite_engine: Engine | None = None, *, publisher: str | None = None,
                             batch_size: int = PUBLISH_BATCH) -> int:
     """Publish ``customer.created`` for the queued customers (500 per outbox transaction), emptying the queue.
 
-    The outbox's idempotency key is the customer id: a batch republished after a crash between the outbox's commit
-    and the queue's is a no-op.
+    The outbox's idempotency key is the customer id (in the publisher's own scope): a batch republished after a
+    crash between the outbox's commit and the queue's is a no-op.
 
+    :param publisher: the events' publisher; ``dag:data_factory_customer_sync`` by default.
     :return: how many events were published.
     """
     from demobank.db.engine import session_scope
-    from demobank.events.outbox import publish_many
+    from demobank.events.outbox import dag_publisher, publish_many
+
+    publisher = publisher or dag_publisher(DAG_ID)
 
     wh.ensure_schema(engine)
     query = text(
@@ -376,7 +379,7 @@ def publish_customer_events(engine: Engine, suite_engine: Engine | None = None, 
                    "time": datetime.fromisoformat(_rfc3339(row["created_at"]).replace("Z", "+00:00"))}
                   for row in rows]
         with session_scope(suite_engine) as session:
-            publish_many(session, events)
+            publish_many(session, events, publisher=publisher)
         with engine.begin() as connection:
             connection.execute(wh.customer_event_queue.delete().where(
                 wh.customer_event_queue.c.customer_id.in_([row["customer_id"] for row in rows])))
@@ -432,8 +435,9 @@ def publish_step(*, dag_id: str, run_id: str, warehouse_url: str, suite_engine: 
     from demobank.data_factory.quality import QualityRecorder, TableCounts
     from demobank.db.engine import get_engine
     from demobank.db.models import QualityRunStatus
+    from demobank.events.outbox import dag_publisher
 
-    published = publish_customer_events(get_engine(warehouse_url), suite_engine)
+    published = publish_customer_events(get_engine(warehouse_url), suite_engine, publisher=dag_publisher(dag_id))
     recorder = QualityRecorder(suite_engine, dag_id, run_id)
     recorder.update(events_published=published)
     recorder.tables([TableCounts("demobank.outbox_events", "demobank://events/outbox", rows_out=published,

@@ -1059,15 +1059,19 @@ class PublishReport:
 
 
 def publish_new_transactions(warehouse_engine: Engine, suite_engine: Engine | None = None, *,
-                             batch_size: int = PUBLISH_BATCH) -> PublishReport:
+                             publisher: str | None = None, batch_size: int = PUBLISH_BATCH) -> PublishReport:
     """Publish ``transaction.created`` for the new rows of every load not fully published yet (oldest first).
 
-    Each batch is written to the outbox in one suite-database transaction (idempotency key: the transaction id),
-    then the load's cursor moves on in the warehouse; a crash between the two republishes the batch, which the
-    outbox ignores (same ids, same data).
+    Each batch is written to the outbox in one suite-database transaction (idempotency key: the transaction id,
+    in the publisher's own scope: no key an API user chose can block it), then the load's cursor moves on in the
+    warehouse; a crash between the two republishes the batch, which the outbox ignores (same ids, same data).
+
+    :param publisher: the events' publisher; ``dag:data_factory_transactions`` by default.
     """
     from demobank.db.engine import session_scope
-    from demobank.events.outbox import publish_many
+    from demobank.events.outbox import dag_publisher, publish_many
+
+    publisher = publisher or dag_publisher(DAG_ID)
 
     if not 1 <= batch_size <= PUBLISH_BATCH:
         raise ValueError(f"batch_size must be 1 to {PUBLISH_BATCH}, got {batch_size}")
@@ -1087,7 +1091,7 @@ def publish_new_transactions(warehouse_engine: Engine, suite_engine: Engine | No
                        "idempotency_key": row["transaction_id"], "time": _event_time(row["booked_at"])}
                       for row in rows]
             with session_scope(suite_engine) as session:
-                publish_many(session, events)
+                publish_many(session, events, publisher=publisher)
             cursor = int(rows[-1]["source_row_id"])
             published += len(rows)
             report.published += len(rows)
@@ -1109,9 +1113,10 @@ def publish_step(*, dag_id: str, run_id: str, task_id: str, warehouse_url: str,
                  suite_engine: Engine | None = None) -> dict[str, Any]:
     """Step 3 of the DAG: publish, record the count, close the run's quality record as a success."""
     from demobank.db.engine import get_engine
+    from demobank.events.outbox import dag_publisher
 
     recorder = QualityRecorder(suite_engine, dag_id, run_id)
-    report = publish_new_transactions(get_engine(warehouse_url), suite_engine)
+    report = publish_new_transactions(get_engine(warehouse_url), suite_engine, publisher=dag_publisher(dag_id))
     recorder.update(events_published=report.published)
     recorder.tables([TableCounts("demobank.outbox_events", "demobank://events/outbox", rows_out=report.published,
                                  detail={"event_type": "transaction.created", "loads": report.loads})])

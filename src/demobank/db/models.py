@@ -233,6 +233,11 @@ class OutboxEvent(Base):
     and orders dispatch; ``id`` is the CloudEvents id (unique), which deliveries refer to. Sequence values are
     assigned at insert and transactions commit in any order, so the dispatcher must not use the sequence as a
     high-water mark: it selects pending ``event_deliveries`` and orders them by sequence.
+
+    ``publisher`` is who published the event (``user:<name>`` or ``dag:<dag_id>``, also in the envelope);
+    ``idempotency_key`` the key it was published with, if any: unique per publisher and type (a unique index, in
+    which rows without a key, NULL, never collide). Rows written before migration 0006 say ``dag:unknown`` unless
+    the migration could tell (see it).
     """
 
     __tablename__ = "outbox_events"
@@ -240,6 +245,7 @@ class OutboxEvent(Base):
         UniqueConstraint("id"),
         CheckConstraint("size_bytes >= 0", name="size_bytes_not_negative"),
         Index(None, "type", "time"),
+        Index(None, "publisher", "type", "idempotency_key", unique=True),
         {"sqlite_autoincrement": True},
     )
 
@@ -248,6 +254,8 @@ class OutboxEvent(Base):
     type: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(String(250))
     time: Mapped[datetime]
+    publisher: Mapped[str] = mapped_column(String(255), server_default="dag:unknown")
+    idempotency_key: Mapped[str | None] = mapped_column(String(500))
     envelope: Mapped[str] = mapped_column(Text)
     size_bytes: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())

@@ -8,7 +8,10 @@ Layout (see ``include/events/README.md``)::
     ...
 
 Each file is a JSON Schema draft 2020-12 with ``$id`` = ``https://schemas.demobank.com/events/<type>/v<N>.schema.json``
-(the envelope's ``dataschema``), ``title``, ``description`` and valid payloads under ``examples``. The catalog is
+(the envelope's ``dataschema``), ``title``, ``description``, valid payloads under ``examples`` and
+``"x-demobank-api-publishing": true | false``: whether the type may be published through the suite's API
+(``POST /demobank/api/v1/events``); a closed type also says who publishes it (``"x-demobank-published-by"``), which
+the API's refusal quotes. The flag is per type: every version of a type must have the same. The catalog is
 loaded once per process and folder, checked as a whole (every schema valid, its ``$id`` matching its file, every
 example valid, only checked formats used) and its validators compiled; a broken catalog raises
 :class:`CatalogError` at load, not at the first publish of the broken type.
@@ -55,6 +58,12 @@ SCHEMA_BASE_URI = "https://schemas.demobank.com/events/"
 
 SUBJECT_KEYWORD = "x-demobank-subject"
 """Schema annotation naming the required string field that becomes the envelope's ``subject`` by default."""
+
+API_PUBLISHING_KEYWORD = "x-demobank-api-publishing"
+"""Schema annotation (required, boolean): whether the type may be published through the API."""
+
+PUBLISHED_BY_KEYWORD = "x-demobank-published-by"
+"""Schema annotation (required when the type is closed to the API): who publishes the type, as a short phrase."""
 
 CHECKED_FORMATS = ("date-time", "date", "uri")
 """The ``format`` values the catalog asserts; a schema using another one is refused at load."""
@@ -237,6 +246,8 @@ class EventSchema:
     :ivar schema: the schema document.
     :ivar path: the file it was read from.
     :ivar subject_field: the field whose value is the envelope's default ``subject``, if any.
+    :ivar api_publishing: whether the type may be published through the API (:data:`API_PUBLISHING_KEYWORD`).
+    :ivar published_by: who publishes the type (:data:`PUBLISHED_BY_KEYWORD`), if the schema says.
     """
 
     type: str
@@ -246,6 +257,8 @@ class EventSchema:
     path: Path
     validator: Draft202012Validator = field(repr=False, compare=False)
     subject_field: str | None = None
+    api_publishing: bool = False
+    published_by: str | None = None
     accepts: Callable[[Any], bool] | None = field(default=None, repr=False, compare=False)
     """A compiled yes/no check (:func:`_compiled_acceptor`) run first; ``None`` when the schema needs jsonschema."""
 
@@ -415,7 +428,7 @@ _COMPILABLE_KEYWORDS = frozenset({
     "$schema", "$id", "title", "description", "examples", "type", "properties", "required",
     "additionalProperties", "pattern", "enum", "const", "minLength", "maxLength", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "format", "items", "minItems", "maxItems", "uniqueItems",
-    "minProperties", "maxProperties", SUBJECT_KEYWORD,
+    "minProperties", "maxProperties", SUBJECT_KEYWORD, API_PUBLISHING_KEYWORD, PUBLISHED_BY_KEYWORD,
 })
 """Keywords that mean the same in draft 2020-12 and in the drafts fastjsonschema compiles (draft 7)."""
 
@@ -510,6 +523,19 @@ def _load_schema(event_type: str, version: int, path: Path) -> EventSchema:
         raise CatalogError(
             f"event schema {where}: {SUBJECT_KEYWORD} is {subject_field!r}: it must name a required string field"
         )
+    api_publishing = schema.get(API_PUBLISHING_KEYWORD)
+    if not isinstance(api_publishing, bool):
+        raise CatalogError(
+            f"event schema {where} has {API_PUBLISHING_KEYWORD} {api_publishing!r}: it must be true (other systems "
+            "may publish the type through POST /demobank/api/v1/events) or false (only the suite publishes it)"
+        )
+    published_by = schema.get(PUBLISHED_BY_KEYWORD)
+    if (published_by is not None or not api_publishing) and (
+            not isinstance(published_by, str) or not published_by.strip() or len(published_by) > 200):
+        raise CatalogError(
+            f"event schema {where} has {PUBLISHED_BY_KEYWORD} {published_by!r}: a type closed to the API needs it, a "
+            "phrase of at most 200 characters naming who publishes the type (e.g. \"the Data Factory's run reporting\")"
+        )
     event_schema = EventSchema(
         type=event_type,
         version=version,
@@ -517,6 +543,8 @@ def _load_schema(event_type: str, version: int, path: Path) -> EventSchema:
         schema=schema,
         path=path,
         subject_field=subject_field,
+        api_publishing=api_publishing,
+        published_by=published_by,
         validator=Draft202012Validator(schema, format_checker=FORMAT_CHECKER),
         accepts=_compiled_acceptor(schema),
     )
@@ -574,6 +602,12 @@ class Catalog:
                 raise CatalogError(
                     f"catalog folder {type_dir} skips version(s) {', '.join(f'v{v}' for v in missing)}: versions "
                     "are numbered 1, 2, 3… and never removed"
+                )
+            if len({schema.api_publishing for schema in versions.values()}) > 1:
+                flags = ", ".join(f"v{v}: {str(s.api_publishing).lower()}" for v, s in sorted(versions.items()))
+                raise CatalogError(
+                    f"catalog folder {type_dir}: {API_PUBLISHING_KEYWORD} differs between versions ({flags}): it "
+                    "is decided per type, give every version the same value"
                 )
             schemas[type_dir.name] = versions
         if not schemas:
@@ -647,6 +681,31 @@ class Catalog:
     def examples(self, event_type: str, version: int | None = None) -> list[dict[str, Any]]:
         """Copies of the ``examples`` of a schema version (the newest by default)."""
         return self.get(event_type, version).examples
+
+    def api_publishing(self, event_type: str) -> bool:
+        """Whether ``event_type`` may be published through the API (:data:`API_PUBLISHING_KEYWORD`).
+
+        :raises UnknownEventTypeError: for a type not in the catalog.
+        """
+        return self.get(event_type).api_publishing
+
+    def api_types(self) -> list[str]:
+        """The event types open to publishing through the API, sorted."""
+        return [name for name in self.event_types() if self.api_publishing(name)]
+
+    def api_publishing_problem(self, event_type: Any, path: str = "type") -> Problem | None:
+        """The problem of publishing ``event_type`` through the API: ``None`` when the type is open to it (or not in
+        the catalog, which is reported on its own)."""
+        if not isinstance(event_type, str) or event_type not in self._schemas or self.api_publishing(event_type):
+            return None
+        newest = self.get(event_type)
+        return Problem(
+            path,
+            f"{event_type} may not be published through the API: only {newest.published_by} publishes it "
+            f"({API_PUBLISHING_KEYWORD} is false in include/events/{event_type}/v{newest.version}.schema.json)",
+            "type open to API publishing",
+            f"one of {', '.join(self.api_types()) or 'no type'}; publish {event_type} through its own publisher",
+        )
 
     def problems(self, event_type: Any, data: Any, version: int | None = None, path: str = "data") -> list[Problem]:
         """Every problem of an event (unknown type or version, invalid data) without raising; empty when valid.

@@ -17,6 +17,10 @@ Decisions:
 * ``time`` is UTC with millisecond precision, written ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (RFC 3339).
 * Optional attributes that are not set (``subject``, ``dataschema``) are left out of the JSON, as the CloudEvents
   JSON format prescribes, rather than written as ``null``.
+* ``publisher`` (a CloudEvents extension attribute) says who published the event: ``user:<Airflow user name>`` for
+  the API and a user's test event, ``dag:<dag_id>`` for a pipeline task. The outbox sets it from who called, never
+  from the event's content, and scopes idempotency keys by it (see :func:`demobank.events.outbox.publish`).
+  Envelopes stored before it existed have none.
 * ``data`` is a JSON object. :func:`json_safe` turns the Python values a producer naturally has into JSON
   (``Decimal`` → decimal string, aware ``datetime`` → RFC 3339 UTC string, ``date`` → ISO date, ``UUID`` → string,
   enums → their value) and refuses the rest (naive datetimes, NaN, sets, objects) naming the field.
@@ -60,7 +64,20 @@ EVENT_ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}
 MAX_SUBJECT_LENGTH = 250
 """The longest ``subject`` (the outbox column's size)."""
 
+PUBLISHER_KINDS = ("user", "dag")
+"""Who may publish: a signed-in Airflow user (``user:``) or a pipeline task (``dag:``)."""
+
+MAX_PUBLISHER_NAME_LENGTH = 250
+"""The longest user name or DAG id in a ``publisher`` (Airflow's DAG id limit)."""
+
+_PUBLISHER_NAME_CHARACTERS = "A-Za-z0-9_.@+-"
+
+PUBLISHER_PATTERN = rf"^({'|'.join(PUBLISHER_KINDS)}):[{_PUBLISHER_NAME_CHARACTERS}]{{1,{MAX_PUBLISHER_NAME_LENGTH}}}$"
+"""A ``publisher`` attribute: ``user:<name>`` or ``dag:<dag_id>``, the name made of ASCII letters, digits and
+``_ . @ + -`` (no separator of the idempotency scope, see :func:`demobank.events.outbox.idempotent_event_id`)."""
+
 _TYPE_RE = re.compile(EVENT_TYPE_PATTERN)
+_PUBLISHER_RE = re.compile(PUBLISHER_PATTERN)
 
 _uuid7_lock = threading.Lock()
 _uuid7_last = (0, 0)  # (unix milliseconds, 12-bit counter) of the last id made by this process
@@ -213,6 +230,8 @@ class CloudEvent(BaseModel):
     :ivar subject: what the event is about within the source, e.g. the transaction id (optional).
     :ivar datacontenttype: always ``"application/json"``.
     :ivar dataschema: the URI of the catalog schema (version) that ``data`` conforms to (optional).
+    :ivar publisher: who published it, ``user:<name>`` or ``dag:<dag_id>`` (extension attribute; ``None`` only in
+        envelopes stored before publishers were recorded).
     :ivar data: the payload, a JSON object.
     """
 
@@ -226,6 +245,7 @@ class CloudEvent(BaseModel):
     subject: str | None = Field(default=None, min_length=1, max_length=MAX_SUBJECT_LENGTH)
     datacontenttype: Literal["application/json"] = DATA_CONTENT_TYPE
     dataschema: str | None = Field(default=None, pattern=r"^[a-zA-Z][a-zA-Z0-9+.-]*:\S+$")
+    publisher: str | None = Field(default=None, pattern=PUBLISHER_PATTERN)
     data: dict[str, Any]
 
     @field_validator("time")
@@ -250,6 +270,7 @@ class CloudEvent(BaseModel):
                 ("subject", self.subject),
                 ("datacontenttype", self.datacontenttype),
                 ("dataschema", self.dataschema),
+                ("publisher", self.publisher),
                 ("data", self.data),
             )
             if value is not None
@@ -288,6 +309,7 @@ def new_event(
     dataschema: str | None = None,
     time: datetime | None = None,
     event_id: str | None = None,
+    publisher: str | None = None,
 ) -> CloudEvent:
     """Build an envelope (no catalog validation: see :func:`demobank.events.outbox.publish`).
 
@@ -297,6 +319,7 @@ def new_event(
     :param dataschema: the URI of the schema version ``data`` conforms to.
     :param time: when the occurrence happened (aware); now when not given.
     :param event_id: the id; a new :func:`new_event_id` when not given.
+    :param publisher: who publishes it (see :func:`check_publisher`).
     :raises NotJsonError: when ``data`` holds a value JSON cannot represent.
     :raises pydantic.ValidationError: (a :class:`ValueError`) for a malformed type, id, subject or schema URI.
     """
@@ -308,6 +331,7 @@ def new_event(
         time=time if time is not None else datetime.now(UTC),
         subject=subject,
         dataschema=dataschema,
+        publisher=publisher,
         data=json_safe(data),
     )
 
@@ -315,3 +339,49 @@ def new_event(
 def is_event_type(value: str) -> bool:
     """Whether ``value`` has the form of an event type (``word.word[.word…]``, lower case)."""
     return isinstance(value, str) and _TYPE_RE.fullmatch(value) is not None
+
+
+def publisher_problem(value: Any) -> str | None:
+    """What is wrong with a ``publisher`` value (``None`` when it is valid)."""
+    if isinstance(value, str) and _PUBLISHER_RE.fullmatch(value) is not None:
+        return None
+    return (f"publisher {str(value)[:80]!r} is not {' or '.join(f'{kind}:<name>' for kind in PUBLISHER_KINDS)} with a "
+            f"name of 1 to {MAX_PUBLISHER_NAME_LENGTH} ASCII letters, digits or _ . @ + - (e.g. "
+            "'dag:data_factory_transactions', 'user:admin')")
+
+
+def check_publisher(value: Any) -> str:
+    """Return ``value`` if it is a valid ``publisher`` (``user:<name>`` or ``dag:<dag_id>``).
+
+    :raises ValueError: saying what is wrong and what a publisher looks like.
+    """
+    problem = publisher_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _publisher(kind: str, name: Any, what: str) -> str:
+    value = f"{kind}:{name}" if isinstance(name, str) else None
+    if publisher_problem(value) is not None:
+        raise ValueError(
+            f"{what} {str(name)[:80]!r} cannot be recorded as the publisher of an event: it must be 1 to "
+            f"{MAX_PUBLISHER_NAME_LENGTH} ASCII letters, digits or _ . @ + -"
+        )
+    return value  # type: ignore[return-value]
+
+
+def user_publisher(user_name: str) -> str:
+    """The publisher of events a signed-in Airflow user publishes (API, test events): ``user:<name>``.
+
+    :raises ValueError: for a name that a publisher cannot carry (see :data:`PUBLISHER_PATTERN`).
+    """
+    return _publisher("user", user_name, "user name")
+
+
+def dag_publisher(dag_id: str) -> str:
+    """The publisher of events a pipeline task publishes: ``dag:<dag_id>``.
+
+    :raises ValueError: for a DAG id that a publisher cannot carry (see :data:`PUBLISHER_PATTERN`).
+    """
+    return _publisher("dag", dag_id, "DAG id")

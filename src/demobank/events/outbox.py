@@ -1,6 +1,9 @@
 """Publishing events: validated against the catalog and written to the outbox in the caller's transaction.
 
-:func:`publish` is the transactional outbox's write side. In the caller's session it
+:func:`publish` is the transactional outbox's write side. Every call names its ``publisher``: ``dag:<dag_id>`` for
+a pipeline task, ``user:<Airflow user name>`` for the API and a user's test event (:func:`dag_publisher`,
+:func:`user_publisher`). It is recorded in the envelope (extension attribute ``publisher``) and in the row, and it
+scopes idempotency keys (below). In the caller's session it
 
 1. validates the data against the catalog (:mod:`demobank.events.catalog`): an unknown type, an unknown schema
    version or a payload that does not match is refused with :class:`~demobank.events.catalog.EventValidationError`
@@ -17,20 +20,24 @@ Nothing is committed here: the event exists if and only if the caller's transact
 business change it announces. Every check happens before the first write, so a refused event (or batch) writes
 nothing, and the caller's transaction stays usable.
 
-:func:`publish_many` does the same for up to 500 events, all or nothing, and reports every problem of every
-event (``events[3].data.amount: …``). :func:`publish_now` opens its own transaction (for tasks and tools).
+:func:`publish_many` does the same for up to 500 events whose envelopes are at most ``DEMOBANK_EVENT_BATCH_MAX_BYTES``
+(default 4 MiB) together, all or nothing, and reports every problem of every event (``events[3].data.amount: …``).
+With ``through_api=True`` (the API's route) it also refuses every type that the catalog closes to API publishing
+(``x-demobank-api-publishing``). :func:`publish_now` opens its own transaction (for tasks and tools).
 
-Idempotency: with ``idempotency_key`` the event id is derived from the type and the key (a UUID version 5), and
-publishing the same type, key, subject and data again returns the stored id without writing anything, so a task
-retry does not publish twice. The same key with different data is refused (:class:`EventConflictError`). Two
-transactions publishing the same key at the same moment: the second fails on the unique id when it writes.
+Idempotency: an ``idempotency_key`` belongs to its publisher and event type. The event id is derived from the
+three (a UUID version 5), the key is stored beside the publisher, and ``(publisher, type, idempotency_key)`` is
+unique. Publishing the same publisher, type, key, subject and data again returns the stored id without writing
+anything, so a task retry does not publish twice; the same key with different data is refused
+(:class:`EventConflictError`). Another publisher's use of the same key is another event: no API user can take,
+or block, a key of the Data Factory. Two transactions publishing the same key at the same moment: the second fails
+on the unique constraint when it writes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -48,21 +55,25 @@ from demobank.events.envelope import (
     SOURCE,
     CloudEvent,
     NotJsonError,
+    check_publisher,
+    dag_publisher,
     json_safe,
     new_event_id,
+    user_publisher,
 )
 from demobank.events.filters import data_matches, filter_matches
 from demobank.exceptions import ConfigurationError
+from demobank.limits import BATCH_MAX_BYTES, EVENT_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_SIZE = 500
 """The most events :func:`publish_many` accepts in one call."""
 
-MAX_EVENT_BYTES_ENV = "DEMOBANK_EVENT_MAX_BYTES"
+MAX_EVENT_BYTES_ENV = EVENT_MAX_BYTES.env
 """Environment variable: the largest envelope (UTF-8 bytes of its JSON) that may be published."""
 
-DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+DEFAULT_MAX_EVENT_BYTES = EVENT_MAX_BYTES.default
 """The default size limit: 256 KiB, EventBridge's limit for one entry."""
 
 TARGET_MAX_BYTES_KEY = "max_event_bytes"
@@ -78,6 +89,9 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 500
 
 _EVENT_KEYS = frozenset({"type", "data", "subject", "version", "time", "idempotency_key"})
 
+_PUBLISHER_HINT = ("no publisher in the event: the publisher is whoever publishes it (the signed-in user through the "
+                   "API, the task's DAG in a pipeline)")
+
 
 class EventConflictError(EventValidationError):
     """An idempotency key was already used for a different event (another subject or other data)."""
@@ -91,19 +105,7 @@ def max_event_bytes() -> int:
 
     :raises ConfigurationError: when the variable is not a positive integer.
     """
-    raw = os.environ.get(MAX_EVENT_BYTES_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_EVENT_BYTES
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigurationError(
-            f"{MAX_EVENT_BYTES_ENV}={raw!r} is not a positive whole number of bytes: set it to e.g. "
-            f"{DEFAULT_MAX_EVENT_BYTES} (256 KiB, EventBridge's entry limit) or unset it."
-        )
-    return value
+    return EVENT_MAX_BYTES.value()
 
 
 @dataclass(frozen=True)
@@ -162,9 +164,14 @@ def _enabled_targets(session: Session, only_target_id: int | None = None) -> lis
 # -- preparing events ---------------------------------------------------------------------------------------
 
 
-def idempotent_event_id(event_type: str, idempotency_key: str) -> str:
-    """The event id derived from an idempotency key (UUID version 5 of the type and the key)."""
-    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{event_type}\n{idempotency_key}"))
+def idempotent_event_id(publisher: str, event_type: str, idempotency_key: str) -> str:
+    """The event id derived from an idempotency key: a UUID version 5 of the publisher, the type and the key.
+
+    Neither a publisher nor a type can hold a line break, so the three, joined by line breaks, name exactly one
+    scope and key. (Ids derived before publishers were recorded, from the type and key alone, start with a type,
+    which has no ``:``; these always start with ``user:`` or ``dag:``: the two never meet.)
+    """
+    return str(uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{publisher}\n{event_type}\n{idempotency_key}"))
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,7 @@ class _Prepared:
     envelope: CloudEvent
     text: str
     size_bytes: int
-    idempotent: bool
+    idempotency_key: str | None
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -189,6 +196,7 @@ def _prepare(
     version: Any = None,
     time: Any = None,
     idempotency_key: Any = None,
+    publisher: str,
     limit: int,
     prefix: str = "",
 ) -> tuple[_Prepared | None, list[Problem]]:
@@ -246,7 +254,7 @@ def _prepare(
                 )
             )
         else:
-            event_id = idempotent_event_id(event_type, idempotency_key)
+            event_id = idempotent_event_id(publisher, event_type, idempotency_key)
     if problems:
         return None, problems
 
@@ -257,6 +265,7 @@ def _prepare(
             time=time if time is not None else datetime.now(UTC),
             subject=subject,
             dataschema=event_schema.uri,
+            publisher=publisher,
             data=data,
         )
     except ValidationError as exc:  # Only reachable through a schema whose data breaks the envelope's own rules.
@@ -276,7 +285,7 @@ def _prepare(
                 "a smaller payload: put large content (documents, file contents) in storage and send its URI",
             )
         ]
-    return _Prepared(envelope, text, size, idempotency_key is not None), []
+    return _Prepared(envelope, text, size, idempotency_key), []
 
 
 _UNKNOWN_RULES = frozenset({"known event type", "known schema version"})
@@ -313,6 +322,7 @@ def prepare_event(
     data: Mapping[str, Any],
     subject: str | None = None,
     *,
+    publisher: str,
     version: int | None = None,
     time: datetime | None = None,
     idempotency_key: str | None = None,
@@ -322,6 +332,7 @@ def prepare_event(
     per-target size limits, which need the database).
 
     :raises EventValidationError: as :func:`publish`.
+    :raises ValueError: for a malformed ``publisher``.
     """
     prepared, problems = _prepare(
         catalog or get_catalog(),
@@ -331,6 +342,7 @@ def prepare_event(
         version=version,
         time=time,
         idempotency_key=idempotency_key,
+        publisher=check_publisher(publisher),
         limit=max_event_bytes(),
     )
     if prepared is None:
@@ -341,49 +353,75 @@ def prepare_event(
 # -- writing ------------------------------------------------------------------------------------------------
 
 
-def _stored_matches(row_type: str, row_subject: str | None, row_envelope: str, prepared: _Prepared) -> bool:
-    stored = json.loads(row_envelope)
-    return (
-        row_type == prepared.envelope.type
-        and row_subject == prepared.envelope.subject
-        and stored.get("data") == prepared.envelope.data
-    )
+@dataclass(frozen=True)
+class _Stored:
+    """An event already in the outbox under the same publisher, type and idempotency key."""
+
+    id: str
+    type: str
+    subject: str | None
+    data: Any
+
+    def same_as(self, prepared: _Prepared) -> bool:
+        return self.subject == prepared.envelope.subject and self.data == prepared.envelope.data
 
 
-def _write(session: Session, items: list[tuple[str, _Prepared]], targets: Sequence[_Target]) -> list[str]:
+def _stored_events(session: Session, publisher: str,
+                   items: list[tuple[str, _Prepared]]) -> dict[tuple[str, str], _Stored]:
+    """The stored events of ``publisher`` with the types and idempotency keys of ``items``, by (type, key)."""
+    keys_by_type: dict[str, set[str]] = {}
+    for _, prepared in items:
+        if prepared.idempotency_key is not None:
+            keys_by_type.setdefault(prepared.envelope.type, set()).add(prepared.idempotency_key)
+    stored: dict[tuple[str, str], _Stored] = {}
+    for event_type, keys in keys_by_type.items():
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), MAX_BATCH_SIZE):
+            rows = session.execute(
+                select(OutboxEvent.id, OutboxEvent.subject, OutboxEvent.envelope, OutboxEvent.idempotency_key).where(
+                    OutboxEvent.publisher == publisher,
+                    OutboxEvent.type == event_type,
+                    OutboxEvent.idempotency_key.in_(ordered[start : start + MAX_BATCH_SIZE]),
+                )
+            )
+            for row_id, row_subject, row_envelope, row_key in rows:
+                stored[(event_type, row_key)] = _Stored(row_id, event_type, row_subject,
+                                                        json.loads(row_envelope).get("data"))
+    return stored
+
+
+def _write(session: Session, publisher: str, items: list[tuple[str, _Prepared]],
+           targets: Sequence[_Target]) -> list[str]:
     """Insert the events not stored yet and their pending deliveries; return every event's id, in order.
 
+    :param publisher: who publishes every item (it scopes their idempotency keys).
     :param items: (path prefix for messages, prepared event), in input order.
-    :raises EventConflictError: when an idempotency key was used before for a different event.
+    :raises EventConflictError: when an idempotency key of this publisher was used before for a different event.
     """
-    ids = [prepared.envelope.id for _, prepared in items]
-    keyed = sorted({prepared.envelope.id for _, prepared in items if prepared.idempotent})
-    stored: dict[str, tuple[str, str | None, str]] = {}
-    for chunk_start in range(0, len(keyed), MAX_BATCH_SIZE):
-        chunk = keyed[chunk_start : chunk_start + MAX_BATCH_SIZE]
-        for row_id, row_type, row_subject, row_envelope in session.execute(
-            select(OutboxEvent.id, OutboxEvent.type, OutboxEvent.subject, OutboxEvent.envelope).where(
-                OutboxEvent.id.in_(chunk)
-            )
-        ):
-            stored[row_id] = (row_type, row_subject, row_envelope)
-
+    stored = _stored_events(session, publisher, items)
+    ids: list[str] = []
     new: dict[str, _Prepared] = {}
     conflicts: list[Problem] = []
     for prefix, prepared in items:
-        event_id = prepared.envelope.id
-        previous = stored.get(event_id)
-        if previous is None and event_id in new:
-            earlier = new[event_id]
-            previous = (earlier.envelope.type, earlier.envelope.subject, earlier.text)
+        key = prepared.idempotency_key
+        previous = stored.get((prepared.envelope.type, key)) if key is not None else None
+        if key is not None and previous is None:
+            earlier = new.get(prepared.envelope.id)
+            if earlier is not None:
+                previous = _Stored(earlier.envelope.id, earlier.envelope.type, earlier.envelope.subject,
+                                   earlier.envelope.data)
         if previous is None:
-            new[event_id] = prepared
-        elif not _stored_matches(*previous, prepared):
+            new[prepared.envelope.id] = prepared
+            ids.append(prepared.envelope.id)
+            continue
+        ids.append(previous.id)
+        if not previous.same_as(prepared):
             conflicts.append(
                 Problem(
                     f"{prefix}idempotency_key",
-                    f"was already used for event {event_id} of type {previous[0]} with another subject or other data",
-                    "one event per idempotency key",
+                    f"{key!r} was already used by {publisher} for event {previous.id} of type {previous.type} with "
+                    "another subject or other data",
+                    "one event per publisher, type and idempotency key",
                     "a new key for a new occurrence; the same data to publish the same event again",
                 )
             )
@@ -392,7 +430,8 @@ def _write(session: Session, items: list[tuple[str, _Prepared]], targets: Sequen
             "event" if len(items) == 1 else f"batch of {len(items)} events", conflicts
         )
     if not new:
-        log.info("outbox: %d event(s) already published (idempotency keys), nothing written", len(items))
+        log.info("outbox: %d event(s) already published by %s (idempotency keys), nothing written", len(items),
+                 publisher)
         return ids
 
     session.execute(
@@ -403,6 +442,8 @@ def _write(session: Session, items: list[tuple[str, _Prepared]], targets: Sequen
                 "type": prepared.envelope.type,
                 "subject": prepared.envelope.subject,
                 "time": prepared.envelope.time,
+                "publisher": publisher,
+                "idempotency_key": prepared.idempotency_key,
                 "envelope": prepared.text,
                 "size_bytes": prepared.size_bytes,
             }
@@ -425,8 +466,9 @@ def _write(session: Session, items: list[tuple[str, _Prepared]], targets: Sequen
     if deliveries:
         session.execute(insert(EventDelivery), deliveries)
     log.info(
-        "outbox: %d event(s) written (%d already published), %d pending deliveries to %d enabled target(s)",
+        "outbox: %d event(s) of %s written (%d already published), %d pending deliveries to %d enabled target(s)",
         len(new),
+        publisher,
         len(items) - len(new),
         len(deliveries),
         len(targets),
@@ -440,6 +482,7 @@ def publish(
     data: Mapping[str, Any],
     subject: str | None = None,
     *,
+    publisher: str,
     version: int | None = None,
     time: datetime | None = None,
     idempotency_key: str | None = None,
@@ -453,17 +496,22 @@ def publish(
     :param data: the payload; ``Decimal``, aware ``datetime``, ``date`` and ``UUID`` values are converted (see
         :func:`demobank.events.envelope.json_safe`), then validated against the catalog.
     :param subject: the envelope's subject; by default the schema's subject field (e.g. ``transaction_id``).
+    :param publisher: who publishes: ``dag:<dag_id>`` (:func:`dag_publisher`) in a task, ``user:<name>``
+        (:func:`user_publisher`) for a signed-in user. Recorded with the event; scopes ``idempotency_key``.
     :param version: the schema version to validate against; the newest by default.
     :param time: when the occurrence happened (aware datetime); now by default.
-    :param idempotency_key: makes the event id deterministic: publishing the same event again is a no-op.
+    :param idempotency_key: makes the event id deterministic within the publisher and type: publishing the same
+        event again is a no-op.
     :param catalog: the catalog to use (tests); the process-wide one by default.
     :param only_target_id: deliver to this (enabled) target only, whatever its filter (test events).
     :return: the event id.
     :raises EventValidationError: (a :class:`ValueError`) unknown type or version, invalid data, event too large;
         nothing was written.
-    :raises EventConflictError: the idempotency key was used for a different event; nothing was written.
+    :raises EventConflictError: the publisher used the idempotency key for a different event; nothing was written.
+    :raises ValueError: a malformed ``publisher``; nothing was written.
     :raises ConfigurationError: a malformed size limit or target filter; nothing was written.
     """
+    publisher = check_publisher(publisher)
     limit = max_event_bytes()
     prepared, problems = _prepare(
         catalog or get_catalog(),
@@ -473,6 +521,7 @@ def publish(
         version=version,
         time=time,
         idempotency_key=idempotency_key,
+        publisher=publisher,
         limit=limit,
     )
     if prepared is None:
@@ -481,21 +530,49 @@ def publish(
     problems = _target_size_problems(prepared, targets, "")
     if problems:
         raise EventValidationError.from_problems(f"event {type}", problems)
-    return _write(session, [("", prepared)], targets)[0]
+    return _write(session, publisher, [("", prepared)], targets)[0]
 
 
-def publish_many(session: Session, events: Sequence[Mapping[str, Any]], *, catalog: Catalog | None = None) -> list[str]:
+def _batch_size_problem(items: Sequence[tuple[str, _Prepared]], count: int) -> Problem | None:
+    """The problem of a batch whose envelopes together are over ``DEMOBANK_EVENT_BATCH_MAX_BYTES``."""
+    limit = BATCH_MAX_BYTES.value()
+    total = sum(prepared.size_bytes for _, prepared in items)
+    if total <= limit:
+        return None
+    average = max(1, total // max(1, len(items)))
+    fits = max(1, limit // average)
+    return Problem(
+        "events",
+        f"the batch's {count} events are {total} bytes together as CloudEvents envelopes, over the limit of "
+        f"{BATCH_MAX_BYTES.describe(limit)} for one batch",
+        f"max {limit} bytes per batch",
+        f"split the batch: at about {average} bytes per event, batches of at most {fits} events fit",
+    )
+
+
+def publish_many(
+    session: Session,
+    events: Sequence[Mapping[str, Any]],
+    *,
+    publisher: str,
+    catalog: Catalog | None = None,
+    through_api: bool = False,
+) -> list[str]:
     """Publish up to 500 events in the caller's transaction, all or nothing.
 
     :param session: the caller's session (no commit here).
     :param events: each a mapping with ``type`` and ``data``, optionally ``subject``, ``version``, ``time``,
         ``idempotency_key`` (as the arguments of :func:`publish`).
+    :param publisher: who publishes every event of the batch (as for :func:`publish`).
     :param catalog: the catalog to use (tests); the process-wide one by default.
+    :param through_api: the batch came through the API: a type the catalog closes to API publishing is refused.
     :return: the event ids, in the order of ``events``.
     :raises EventValidationError: listing every problem of every event (``events[3].data.amount: …``); nothing
-        was written. Also for an empty batch or more than 500 events.
-    :raises EventConflictError: an idempotency key was used for a different event; nothing was written.
+        was written. Also for an empty batch, more than 500 events, or more than ``DEMOBANK_EVENT_BATCH_MAX_BYTES``.
+    :raises EventConflictError: the publisher used an idempotency key for a different event; nothing was written.
+    :raises ValueError: a malformed ``publisher``; nothing was written.
     """
+    publisher = check_publisher(publisher)
     if isinstance(events, Mapping | str | bytes) or not isinstance(events, Sequence):
         raise EventValidationError.from_problems(
             "batch", [Problem("events", f"is a {type(events).__name__}, not a list of events", "list")]
@@ -532,12 +609,16 @@ def publish_many(session: Session, events: Sequence[Mapping[str, Any]], *, catal
             continue
         unknown = sorted(set(event) - _EVENT_KEYS, key=str)
         problems.extend(
-            Problem(f"{prefix}{key}", "is not a field of an event", f"one of {', '.join(sorted(_EVENT_KEYS))}")
+            Problem(f"{prefix}{key}", "is not a field of an event", f"one of {', '.join(sorted(_EVENT_KEYS))}",
+                    _PUBLISHER_HINT if key == "publisher" else "")
             for key in unknown
         )
         missing = [key for key in ("type", "data") if key not in event]
         problems.extend(Problem(f"{prefix}{key}", "is missing", "required") for key in missing)
-        if unknown or missing:
+        closed = resolved.api_publishing_problem(event.get("type"), f"{prefix}type") if through_api else None
+        if closed is not None:
+            problems.append(closed)
+        if unknown or missing or closed:
             continue
         prepared, found = _prepare(
             resolved,
@@ -547,12 +628,16 @@ def publish_many(session: Session, events: Sequence[Mapping[str, Any]], *, catal
             version=event.get("version"),
             time=event.get("time"),
             idempotency_key=event.get("idempotency_key"),
+            publisher=publisher,
             limit=limit,
             prefix=prefix,
         )
         problems.extend(found)
         if prepared is not None:
             items.append((prefix, prepared))
+    too_large = _batch_size_problem(items, len(events))
+    if too_large is not None:
+        problems.insert(0, too_large)
     targets = _enabled_targets(session)
     if not problems:
         for prefix, prepared in items:
@@ -560,7 +645,7 @@ def publish_many(session: Session, events: Sequence[Mapping[str, Any]], *, catal
     if problems:
         bad = len({problem.path.split(".", 1)[0] for problem in problems})
         raise _refusal(f"batch of {len(events)} events ({bad} invalid)", problems)
-    return _write(session, items, targets)
+    return _write(session, publisher, items, targets)
 
 
 def publish_now(
@@ -568,11 +653,14 @@ def publish_now(
     data: Mapping[str, Any],
     subject: str | None = None,
     engine: Engine | None = None,
+    *,
+    publisher: str,
     **options: Any,
 ) -> str:
     """Publish one event in a transaction of its own, committed before returning (for tasks and tools).
 
     :param engine: the suite's database; ``None`` uses :func:`demobank.db.engine.get_engine` (``demobank_db``).
+    :param publisher: who publishes (``dag:<dag_id>`` in a task, see :func:`publish`).
     :param options: ``version``, ``time``, ``idempotency_key``, ``catalog`` as for :func:`publish`. In a task
         that may be retried, pass an ``idempotency_key`` so that a retry does not publish the event twice.
     :return: the event id.
@@ -580,4 +668,11 @@ def publish_now(
     from demobank.db.engine import session_scope
 
     with session_scope(engine) as session:
-        return publish(session, type, data, subject, **options)
+        return publish(session, type, data, subject, publisher=publisher, **options)
+
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_BYTES", "IDEMPOTENCY_NAMESPACE", "MAX_BATCH_SIZE", "MAX_EVENT_BYTES_ENV",
+    "MAX_IDEMPOTENCY_KEY_LENGTH", "EventConflictError", "dag_publisher", "idempotent_event_id", "max_event_bytes",
+    "prepare_event", "publish", "publish_many", "publish_now", "user_publisher",
+]

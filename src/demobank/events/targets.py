@@ -31,8 +31,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
-from demobank.events.filters import validate_match, validate_type_filter
+from demobank.events.filters import check_type_filter_size, validate_match, validate_type_filter
 from demobank.exceptions import DemoBankError
+from demobank.limits import limited
 
 DEFAULT_BUS_NAME = "demobank-events"
 """The bus of an EventBridge target whose config names none."""
@@ -100,7 +101,10 @@ def settings_of(kind: str, config: Mapping[str, Any] | None) -> BaseModel:
 
 
 class TargetSpec(BaseModel):
-    """A target as users write it (API body, Targets tab form, ``airflow_settings.yaml``)."""
+    """A target as users write it (API body, Targets tab form, ``airflow_settings.yaml``).
+
+    ``event_types`` and ``match`` are bounded (see :mod:`demobank.events.filters` and :mod:`demobank.limits`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +115,12 @@ class TargetSpec(BaseModel):
     match: dict[str, Any] | None = None
     enabled: bool = True
     config: dict[str, Any] = Field(default_factory=dict, validate_default=True)
+
+    @field_validator("event_types", mode="before")
+    @classmethod
+    def _bounded_types(cls, patterns: Any) -> Any:
+        check_type_filter_size(patterns)  # before pydantic checks each item: a huge list costs one message
+        return patterns
 
     @field_validator("event_types")
     @classmethod
@@ -155,16 +165,28 @@ class TargetView(BaseModel):
     last_error: str | None = None
 
 
-def describe_validation_error(error: ValidationError, what: str = "target") -> str:
-    """One sentence per problem of a pydantic error: ``config.bus_name: String should match …``."""
+def validation_problems(error: ValidationError, what: str = "target") -> list[dict[str, str]]:
+    """Each problem of a pydantic error as ``{"path", "message"}`` (``config.bus_name``, ``String should match …``)."""
     problems = []
     for item in error.errors():
-        location = ".".join(str(part) for part in item["loc"]) or what
+        path = ".".join(str(part) for part in item["loc"]) or what
         message = item["msg"].removeprefix("Value error, ")
-        # The config's own problems carry their full paths already (config.bus_name: ...).
-        problems.append(message if location == "config" and message.startswith("config.") else
-                        f"{location}: {message}")
-    return f"invalid {what}: " + "; ".join(problems)
+        # The config's own problems carry their full paths already (config.bus_name: ...; config.region_name: ...).
+        if path == "config" and message.startswith("config."):
+            for part in message.split("; config."):
+                inner, _, text = part.removeprefix("config.").partition(": ")
+                problems.append({"path": f"config.{inner}", "message": text})
+            continue
+        problems.append({"path": path, "message": message})
+    return problems
+
+
+def describe_validation_error(error: ValidationError, what: str = "target") -> str:
+    """One sentence per problem of a pydantic error: ``config.bus_name: String should match …``; at most
+    ``DEMOBANK_API_MAX_PROBLEMS`` (100) of them, then how many more there are."""
+    shown, more = limited(validation_problems(error, what))
+    text = f"invalid {what}: " + "; ".join(f"{problem['path']}: {problem['message']}" for problem in shown)
+    return text + (f"; and {more} more" if more else "")
 
 
 # -- storage -----------------------------------------------------------------------------------------------------
@@ -296,9 +318,11 @@ def import_targets(engine: Engine, specs: Sequence[TargetSpec], *, overwrite: bo
     return outcome
 
 
-def ping(engine: Engine, target_id: int, sent_by: str) -> str:
+def ping(engine: Engine, target_id: int, sent_by: str, *, publisher: str) -> str:
     """Queue a ``demobank.ping`` test event for this one target; return its event id.
 
+    :param sent_by: where it was sent from, for the event's ``sent_by`` (e.g. ``targets page``).
+    :param publisher: who sends it, ``user:<name>`` (see :func:`demobank.events.outbox.user_publisher`).
     :raises TargetConflictError: the target is disabled (enable it first: a disabled target is not dispatched).
     """
     from demobank.events.outbox import publish
@@ -308,7 +332,7 @@ def ping(engine: Engine, target_id: int, sent_by: str) -> str:
         if not row.enabled:
             raise TargetConflictError(f"event target {row.name!r} is disabled: enable it, then send the test event")
         return publish(session, PING_EVENT_TYPE, {"message": f"ping to target {row.name}", "sent_by": sent_by[:100]},
-                       only_target_id=target_id)
+                       publisher=publisher, only_target_id=target_id)
 
 
 def deliveries_of(engine: Engine, target_id: int, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -317,17 +341,18 @@ def deliveries_of(engine: Engine, target_id: int, status: str | None = None, lim
 
     with Session(engine) as session:
         _get(session, target_id)
-        query = (select(EventDelivery, OutboxEvent.type, OutboxEvent.subject, OutboxEvent.time)
+        query = (select(EventDelivery, OutboxEvent.type, OutboxEvent.subject, OutboxEvent.time, OutboxEvent.publisher)
                  .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
                  .where(EventDelivery.target_id == target_id)
                  .order_by(OutboxEvent.sequence.desc()).limit(limit))
         if status is not None:
             query = query.where(EventDelivery.status == status)
         return [{"event_id": delivery.event_id, "type": event_type, "subject": subject, "time": time,
+                 "publisher": publisher,
                  "status": delivery.status, "attempts": delivery.attempts, "last_error": delivery.last_error,
                  "next_attempt_at": delivery.next_attempt_at, "delivered_at": delivery.delivered_at,
                  "external_id": delivery.external_id}
-                for delivery, event_type, subject, time in session.execute(query)]
+                for delivery, event_type, subject, time, publisher in session.execute(query)]
 
 
 # -- seeding from airflow_settings.yaml --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_authentic
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from demobank.ui.body_limit import limit_request_bodies
 from demobank.ui.events_api import create_router as create_events_router
 from demobank.ui.quality_api import create_router as create_quality_router
 from demobank.ui.templating import TEMPLATES
@@ -68,6 +69,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
         openapi_url=None,
     )
+    limit_request_bodies(app)  # 413 for a body over DEMOBANK_API_MAX_BODY_BYTES, before it is parsed
     pages = APIRouter()
     api = APIRouter(prefix="/api/v1")
 

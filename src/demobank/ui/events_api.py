@@ -2,12 +2,21 @@
 
 * ``POST /events`` — publish up to 500 events in one transaction: ``{"events": [{"type", "data", "subject"?,
   "version"?, "time"?, "idempotency_key"?}, …]}`` → ``201 {"ids": [...], "count": n, "dispatch": ...}``.
-  A batch with any problem is refused whole (``422``, every problem with its field), nothing is written.
-* ``GET /event-types`` — the catalog: types, versions, an example each.
+  The publisher is the signed-in user (``user:<name>``, recorded with every event; its idempotency keys are its
+  own), never a field of the body. A batch with any problem is refused whole (``422``, the problems with their
+  fields), nothing is written.
+* ``GET /event-types`` — the catalog: types, versions, an example each, whether the API may publish the type.
 * ``GET|POST /targets``, ``GET|PUT /targets/{id}``, ``POST /targets/{id}/enable|disable|ping|replay``,
   ``GET /targets/{id}/deliveries`` — targets (see :mod:`demobank.events.targets`).
 
 Every handler is a thin translation between HTTP and the Airflow-free functions of :mod:`demobank.events`.
+
+Input limits (each an environment variable, see :mod:`demobank.limits` and the README's Events section): a body
+over ``DEMOBANK_API_MAX_BODY_BYTES`` (5 MiB) is refused with ``413`` before it is read (:mod:`demobank.ui.body_limit`);
+an event over ``DEMOBANK_EVENT_MAX_BYTES`` (256 KiB), a batch over 500 events or over
+``DEMOBANK_EVENT_BATCH_MAX_BYTES`` (4 MiB of envelopes), a type the catalog closes to the API, and a replay of more
+than ``DEMOBANK_REPLAY_MAX_EVENTS`` (10,000) events get ``422``; a target's filter is bounded (``DEMOBANK_TARGET_*``).
+A ``422`` lists at most ``DEMOBANK_API_MAX_PROBLEMS`` (100) problems and counts the rest in ``more_problems``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
+from airflow.api_fastapi.core_api.security import GetUserDep
 from fastapi import APIRouter, Body, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,8 +34,11 @@ from sqlalchemy import Engine
 from demobank.db.models import EventDeliveryStatus
 from demobank.events import targets as target_store
 from demobank.events.catalog import EventValidationError
+from demobank.events.envelope import user_publisher
 from demobank.events.outbox import MAX_BATCH_SIZE, EventConflictError
+from demobank.events.replay import ReplayTooLargeError
 from demobank.exceptions import ConfigurationError
+from demobank.limits import MAX_PROBLEMS, limited
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +75,23 @@ def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"detail": detail, **extra}, status_code=status)
 
 
+def _problems_error(status: int, detail: str, problems: list[dict[str, Any]]) -> JSONResponse:
+    """A 4xx listing at most ``DEMOBANK_API_MAX_PROBLEMS`` problems; ``more_problems`` counts the rest."""
+    shown, more = limited(problems)
+    if more:
+        detail += (f" ({more} more problem{'s' if more != 1 else ''} not listed: at most {len(shown)} are, "
+                   f"{MAX_PROBLEMS.env}; fix these and send the request again to see the rest)")
+    return _error(status, detail, problems=shown, more_problems=more)
+
+
+def _publisher_of(user: Any) -> str | JSONResponse:
+    """The publisher of what ``user`` publishes (``user:<name>``), or the 403 when the name cannot be one."""
+    try:
+        return user_publisher(user.get_name())
+    except ValueError as error:
+        return _error(403, f"forbidden: {error}; events record who published them. Sign in with such a user name.")
+
+
 def _suite_engine() -> Engine:
     from demobank.db.engine import get_engine
 
@@ -89,38 +119,63 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
 
     def translate(error: Exception) -> JSONResponse:
         if isinstance(error, EventConflictError):
-            return _error(409, str(error), problems=[vars(p) for p in error.problems])
+            return _problems_error(409, str(error), [vars(p) for p in error.problems])
         if isinstance(error, EventValidationError):
-            return _error(422, str(error), problems=[vars(p) for p in error.problems])
+            return _problems_error(422, str(error), [vars(p) for p in error.problems])
         if isinstance(error, target_store.TargetNotFoundError):
             return _error(404, str(error))
         if isinstance(error, target_store.TargetConflictError):
             return _error(409, str(error))
         if isinstance(error, ValidationError):
-            return _error(422, target_store.describe_validation_error(error))
+            return _problems_error(422, target_store.describe_validation_error(error),
+                                   target_store.validation_problems(error))
         if isinstance(error, target_store.TargetError | ConfigurationError | ValueError):
             return _error(422, str(error))
         raise error
 
+    def invalid_body(error: ValidationError) -> JSONResponse:
+        """The 422 of a body that is not the route's model (bounded, as every 422 of this API)."""
+        return _problems_error(422, target_store.describe_validation_error(error, "request body"),
+                               target_store.validation_problems(error, "body"))
+
     @router.post("/events", status_code=201)
-    def publish_events(request: PublishRequest) -> JSONResponse:
+    def publish_events(body: Annotated[Any, Body()], user: GetUserDep) -> JSONResponse:
+        """Publish a batch of events as the signed-in user (``publisher = user:<name>``, never from the body).
+
+        Limits: the body ≤ ``DEMOBANK_API_MAX_BODY_BYTES`` (5 MiB, else ``413`` before parsing); ≤ 500 events;
+        each envelope ≤ ``DEMOBANK_EVENT_MAX_BYTES`` (256 KiB); all envelopes together ≤
+        ``DEMOBANK_EVENT_BATCH_MAX_BYTES`` (4 MiB); only types the catalog opens to the API
+        (``GET /event-types``: ``api_publishing``). Any problem refuses the whole batch: ``422`` (``409`` for an
+        idempotency key this user already used for other data), at most ``DEMOBANK_API_MAX_PROBLEMS`` (100)
+        problems listed, ``more_problems`` counting the rest.
+        """
         from demobank.db.engine import session_scope
         from demobank.events.outbox import publish_many
 
         try:
+            request = PublishRequest.model_validate(body)
+        except ValidationError as error:
+            return invalid_body(error)
+        publisher = _publisher_of(user)
+        if isinstance(publisher, JSONResponse):
+            return publisher
+        try:
             with session_scope(engine()) as session:
-                ids = publish_many(session, [_with_time(event) for event in request.events])
+                ids = publish_many(session, [_with_time(event) for event in request.events], publisher=publisher,
+                                   through_api=True)
         except (EventValidationError, ConfigurationError) as error:
             return translate(error)
         dispatch = wake_dispatcher(len(ids), "api") if ids else "nothing to dispatch"
-        log.info("published %d event(s) through the API", len(ids))
+        log.info("published %d event(s) through the API as %s", len(ids), publisher)
         return JSONResponse({"ids": ids, "count": len(ids), "dispatch": dispatch}, status_code=201)
 
     @router.get("/event-types")
     def event_types() -> list[dict[str, Any]]:
-        from demobank.events import catalog
+        from demobank.events.catalog import get_catalog
 
-        return [{"type": name, "versions": catalog.versions(name), "example": (catalog.examples(name) or [None])[0]}
+        catalog = get_catalog()
+        return [{"type": name, "versions": catalog.versions(name), "example": (catalog.examples(name) or [None])[0],
+                 "api_publishing": catalog.api_publishing(name), "published_by": catalog.get(name).published_by}
                 for name in catalog.event_types()]
 
     @router.get("/targets")
@@ -166,9 +221,12 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
         return set_enabled(target_id, False)
 
     @router.post("/targets/{target_id}/ping", status_code=202)
-    def ping_target(target_id: int) -> JSONResponse:
+    def ping_target(target_id: int, user: GetUserDep) -> JSONResponse:
+        publisher = _publisher_of(user)
+        if isinstance(publisher, JSONResponse):
+            return publisher
         try:
-            event_id = target_store.ping(engine(), target_id, sent_by="targets page")
+            event_id = target_store.ping(engine(), target_id, sent_by="targets page", publisher=publisher)
         except (target_store.TargetError, EventValidationError, ConfigurationError) as error:
             return translate(error)
         return JSONResponse({"event_id": event_id, "dispatch": wake_dispatcher(1, "ping")}, status_code=202)
@@ -184,10 +242,20 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
                               for key, value in row.items()} for row in rows])
 
     @router.post("/targets/{target_id}/replay", status_code=202)
-    def replay(target_id: int, request: ReplayRequest) -> JSONResponse:
-        from demobank.events import catalog
-        from demobank.events.dispatcher import replay as queue_replay
+    def replay(target_id: int, body: Annotated[Any, Body()]) -> JSONResponse:
+        """Queue again, for this target, the events of ``event_type`` whose time is in ``[start, end)``.
 
+        The window is read and queued in chunks; it may hold at most ``DEMOBANK_REPLAY_MAX_EVENTS`` (10,000) events
+        of the type, else ``422`` with the count and the cap (``events``, ``limit``), and nothing is queued:
+        narrow the window.
+        """
+        from demobank.events import catalog
+        from demobank.events.replay import replay as queue_replay
+
+        try:
+            request = ReplayRequest.model_validate(body)
+        except ValidationError as error:
+            return invalid_body(error)
         if request.event_type not in catalog.event_types():
             return _error(422, f"event_type {request.event_type!r} is not in the catalog: use one of "
                                f"{', '.join(catalog.event_types())}")
@@ -197,6 +265,8 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
             queued = queue_replay(engine(), target_id, request.event_type, request.start, request.end)
         except LookupError as error:
             return _error(404, str(error))
+        except ReplayTooLargeError as error:
+            return _error(422, str(error), events=error.count, limit=error.limit)
         except ValueError as error:
             return translate(error)
         dispatch = wake_dispatcher(queued, "replay") if queued else "nothing to dispatch"

@@ -100,13 +100,17 @@ def monte_carlo_links(dag_id: str, run_ids: Sequence[str] = ()) -> dict[str, Any
     """
     from airflow.sdk import BaseHook
 
-    from demobank.connectors.montecarlo import DEFAULT_UI_URL, monte_carlo_url
+    from demobank.connectors.montecarlo import DEFAULT_UI_URL, monte_carlo_url, ui_link_problem
 
     note = None
     try:
         extras = BaseHook.get_connection(MONTECARLO_CONN_ID).extra_dejson
         configured = True
-        if not (extras.get("ui_url") or extras.get("extra__montecarlo__ui_url")):
+        if ui_link_problem(extras) is not None:
+            # The value itself is never shown: it is what a page must not render (e.g. a javascript: URL).
+            note = (f"connection {MONTECARLO_CONN_ID} has a ui_url or ui_path that is not an http(s) address, so "
+                    f"the links open {DEFAULT_UI_URL}; fix it in the connection (its Test button says what is wrong)")
+        elif not (extras.get("ui_url") or extras.get("extra__montecarlo__ui_url")):
             note = (f"connection {MONTECARLO_CONN_ID} has no ui_url extra, so the links open {DEFAULT_UI_URL}; set "
                     "ui_url to your Monte Carlo web app")
     except Exception as error:  # noqa: BLE001 - any reason the connection is unreadable: the page explains it
