@@ -79,14 +79,18 @@ class Provider(StrEnum):
 class DeliveryStatus(StrEnum):
     """Where a delivery stands.
 
-    ``pending``: recorded before the provider is called (a retry finding it must not assume it was sent
-    or not sent without checking); ``accepted``: the provider accepted it (``provider_message_id`` set);
-    ``failed``: the provider rejected it (``error_code`` / ``error_message`` set).
+    ``pending``: recorded before the provider is called (with ``attempts > 0``, an attempt died before it
+    recorded the answer: the provider is asked before it is sent again); ``accepted``: the provider accepted it
+    (``provider_message_id`` set); ``failed``: provably not accepted (the provider refused it, or the request
+    never reached it; ``error_code`` / ``error_message`` set); ``unknown``: the provider may have accepted it
+    (a read timeout, a reset after the request was written, a 5xx): it is looked up at the provider, never
+    resent blindly.
     """
 
     PENDING = "pending"
     ACCEPTED = "accepted"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 def utcnow() -> datetime:
@@ -152,6 +156,7 @@ class Delivery(Base):
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index(None, "dag_id", "run_id"),
         Index(None, "status", "created_at"),
+        Index(None, "claimed_by"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -171,6 +176,14 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
     )
+    claimed_by: Mapped[str | None] = mapped_column(String(500))
+    """The task try that holds (or last held) the row: only it sends the message and records the outcome."""
+    lease_until: Mapped[datetime | None] = mapped_column()
+    """Until when ``claimed_by`` holds the row; NULL or past: any task may claim it."""
+    attempt_id: Mapped[str | None] = mapped_column(String(64))
+    """The latest send request carrying this message (one per SMS, one per e-mail request of many recipients)."""
+    attempted_at: Mapped[datetime | None] = mapped_column()
+    """When that request started (a lookup can prove a message absent only some time after it)."""
 
     def __repr__(self) -> str:
         return (
