@@ -12,6 +12,8 @@ Tables:
 * ``outbox_events``, ``event_targets``, ``event_deliveries`` -- the Events module's transactional outbox: every
   published event (CloudEvents envelope), the destinations events are delivered to, and one delivery state per
   event and matching target (see :class:`OutboxEvent`).
+* ``event_target_health`` -- per event target: its current failure streak, backoff and automatic pause (see
+  :class:`EventTargetHealth`; read and written through :mod:`demobank.events.target_health`).
 * ``run_reports`` -- the Data Factory's reports of finished DAG runs to Monte Carlo, written before they are sent
   and re-sent by a sweep until Monte Carlo accepts them (see :class:`RunReport`).
 * ``data_quality_runs``, ``data_quality_tables``, ``data_quality_checks`` -- the Data Factory's data quality record:
@@ -340,6 +342,7 @@ class EventDelivery(Base):
     claimed_until: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     external_id: Mapped[str | None] = mapped_column(String(200))
+    dismissed_at: Mapped[datetime | None]  # a dead letter an operator dismissed (no longer "new"); see target_health
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
@@ -350,6 +353,38 @@ class EventDelivery(Base):
             f"EventDelivery(event_id={self.event_id!r}, target_id={self.target_id!r}, status={self.status!r}, "
             f"attempts={self.attempts!r})"
         )
+
+
+class EventTargetHealth(Base):
+    """How an event target is doing: its current streak of failed publishes, when the dispatcher may try it again
+    (backoff), and whether it paused itself. One row per target that ever failed; no row is a healthy target.
+
+    ``failure_count`` and ``failing_since`` describe the current streak (0 and null once a publish succeeds or the
+    target is resumed); ``next_attempt_at`` is when the next probe may be claimed (also the probe's lease while it
+    runs); ``paused_at`` and ``paused_reason`` are set when the streak lasted longer than the pause limit: the target
+    is not dispatched until it is resumed (or enabled). ``last_error`` and ``last_failure_at`` stay as history.
+    """
+
+    __tablename__ = "event_target_health"
+    __table_args__ = (CheckConstraint("failure_count >= 0", name="failure_count_not_negative"),)
+
+    target_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event_targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    failure_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_failure_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    def __repr__(self) -> str:
+        return (f"EventTargetHealth(target_id={self.target_id!r}, failure_count={self.failure_count!r}, "
+                f"paused_at={self.paused_at!r})")
 
 
 # -- Data Factory: run reports (Monte Carlo) -----------------------------------------------------------------------
@@ -408,6 +443,7 @@ class RunReport(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
+    dismissed_at: Mapped[datetime | None]  # a rejected report an operator dismissed (no longer "new")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()

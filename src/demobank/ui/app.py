@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from demobank.ui.body_limit import limit_request_bodies
 from demobank.ui.events_api import create_router as create_events_router
+from demobank.ui.health_api import create_router as create_health_router
 from demobank.ui.quality_api import create_router as create_quality_router
 from demobank.ui.templating import TEMPLATES
 
@@ -115,6 +116,7 @@ def create_app() -> FastAPI:
         return TEMPLATES.TemplateResponse(request, "targets.html", {})
 
     api.include_router(create_events_router())
+    api.include_router(create_health_router())  # /api/v1/health, resume, requeue and dismiss (health_api.py)
     app.include_router(pages)
     app.include_router(api)
     app.include_router(create_quality_router())  # /data-quality/{dag_id} and /api/v1/data-quality/… (full paths)

@@ -142,10 +142,14 @@ def require(action: Action) -> Any:
     """A route dependency: the signed-in user (401 without one) may do ``action`` (403 otherwise); returns the user."""
     get_user = _current_user()
 
-    def check(user: Annotated[Any, Depends(get_user)], manager: AuthManagerDep) -> Any:
+    def check(user: Any, manager: Any) -> Any:
         ensure(manager, user, action)
         return user
 
+    # Real objects, not the strings of ``from __future__ import annotations``: FastAPI resolves string annotations in
+    # the module's globals, where the local ``get_user`` is not (the parameters would become query parameters).
+    check.__annotations__ = {"user": Annotated[Any, Depends(get_user)],
+                             "manager": Annotated[Any, Depends(auth_manager)], "return": Any}
     return Depends(check)
 
 
