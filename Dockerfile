@@ -6,7 +6,8 @@
 # `make install` tests exactly that tree. The official image ships its own constraint set and a preinstalled
 # provider selection; installing our pins over it would mix the two trees (and double the image size).
 # Here the image holds what the tests ran against, nothing else. What the official image's entrypoint
-# does for us (DB wait, `airflow db migrate`, user creation) is the airflow-init service's job.
+# does for us (DB wait, `airflow db migrate`, user creation) is the airflow-init service's job
+# (python -m demobank.compose_init).
 FROM python:3.11-slim-bookworm
 
 ARG AIRFLOW_UID=50000

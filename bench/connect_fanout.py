@@ -52,6 +52,7 @@ HTML = "<p>Dear customer,</p><p>your statement for May is ready in the Demo Bank
 SMS_BODY = "Demo Bank: your card payment of $42.00 is due on 1 June. Reply STOP to opt out."
 EMAIL_TARGET = 100.0  # x fewer HTTP requests
 RATE_TARGET = 0.90  # of the sender's rate limit
+RECONCILE_AFTER = 1.0  # the sandbox's lookups show a send at once (Twilio's default delay is 10 s, SendGrid's 600 s)
 
 log = logging.getLogger("bench.connect_fanout")
 
@@ -108,10 +109,11 @@ def configure(workdir: Path, sandbox_url: str, rate: float) -> str:
         "DEMOBANK_DB_URL": db_url,
         "AIRFLOW_CONN_TWILIO_DEFAULT": json.dumps({
             "conn_type": "twilio", "host": sandbox_url, "login": TWILIO_SID, "password": TWILIO_TOKEN,
-            "extra": {"from_number": FROM_NUMBER, "rate_limit_per_second": rate}}),
+            "extra": {"from_number": FROM_NUMBER, "rate_limit_per_second": rate,
+                      "reconcile_after_seconds": RECONCILE_AFTER}}),
         "AIRFLOW_CONN_SENDGRID_DEFAULT": json.dumps({
             "conn_type": "sendgrid", "host": sandbox_url, "password": SENDGRID_KEY,
-            "extra": {"from_email": FROM_EMAIL}}),
+            "extra": {"from_email": FROM_EMAIL, "reconcile_after_seconds": RECONCILE_AFTER}}),
     })
     from demobank.db.migrate import upgrade
 
@@ -430,7 +432,9 @@ is the bottleneck, 1,000 SMS must reach at least {RATE_TARGET:.0%} of that rate.
 - Setup: the sandbox runs in its own process (`python -m demobank.sandbox --workers {a.sandbox_workers}`, SQLite
   records); real SDKs over HTTP on 127.0.0.1; our operators run their real `execute()` with a minimal context
   (hooks from `AIRFLOW_CONN_*`, the exactly-once ledger on a migrated SQLite suite DB, a fresh run id per run,
-  default retry policy). Twilio connection `rate_limit_per_second` = {a.rate:g}; every Twilio call takes
+  default retry policy). A 500 is an unknown outcome: it is looked up at the sandbox before it is sent again,
+  trusted {RECONCILE_AFTER:g} s after the request (the connections' `reconcile_after_seconds`: the sandbox shows a
+  send at once). Twilio connection `rate_limit_per_second` = {a.rate:g}; every Twilio call takes
   {a.latency_ms} ms in the sandbox (like Twilio's API); SendGrid calls get no added latency. Ours: {a.repeat}
   run(s) of each, medians (min-max for wall times). The original plan's code as written: its Python SendGrid
   sample builds a new `SendGridAPIClient` per e-mail, its TypeScript Twilio sample reuses one module-level client.

@@ -68,32 +68,78 @@ def test_connection_types_are_known_to_airflow() -> None:
     assert {c["conn_type"] for c in settings.connections} - set(hooks) == set()
 
 
-def test_import_into_airflow_metadata_db_is_an_idempotent_upsert(tmp_path) -> None:
-    """Runs the real CLI twice against a freshly migrated metadata DB, then reads what Airflow sees."""
+_PROBE = """
+import json
+from airflow.models.connection import Connection
+from airflow.models.pool import Pool
+from airflow.models.variable import Variable
+from airflow.utils.session import create_session
+with create_session() as s:
+    conns = {c.conn_id: [c.conn_type, c.host, c.login, c.password, c.extra_dejson] for c in s.query(Connection)}
+    pools = {p.pool: p.slots for p in s.query(Pool)}
+print(json.dumps({"conns": conns, "pools": pools, "env": Variable.get("demobank_environment")}))
+"""
+
+# What an operator does in the UI (Admin -> Connections / Pools / Variables): the same rows, other values.
+_EDIT_IN_THE_UI = """
+from airflow.models.connection import Connection
+from airflow.models.pool import Pool
+from airflow.models.variable import Variable
+from airflow.utils.session import create_session
+with create_session() as s:
+    twilio = s.query(Connection).filter(Connection.conn_id == "twilio_default").one()
+    twilio.host = None
+    twilio.login = "AC" + "1" * 32
+    twilio.set_password("real-auth-token")
+    s.query(Pool).filter(Pool.pool == "connect_sms").one().slots = 3
+Variable.set("demobank_environment", "production")
+"""
+
+
+def _python(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _state(env: dict[str, str]) -> dict:
+    return json.loads(_python(env, "-c", _PROBE).stdout.strip().splitlines()[-1])
+
+
+def test_import_creates_what_is_missing_and_keeps_what_was_edited_unless_overwrite(tmp_path) -> None:
+    """The real CLI against a freshly migrated metadata DB: created, then kept (an edit in the UI survives, the
+    line names the field that differs, never its value), then --overwrite resets it."""
     env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "DEMOBANK_SANDBOX_URL": "http://sb:1"}
     env.pop("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", None)
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
-    for _ in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "demobank.settings_import", str(PROJECT_DIR / "airflow_settings.yaml")],
-            env=env, check=True, capture_output=True, text=True,
-        )
-        assert "8 connections, 2 pools, 1 variables" in done.stdout
-    probe = (
-        "import json\n"
-        "from airflow.models.connection import Connection\n"
-        "from airflow.models.pool import Pool\n"
-        "from airflow.models.variable import Variable\n"
-        "from airflow.utils.session import create_session\n"
-        "with create_session() as s:\n"
-        "    conns = {c.conn_id: [c.conn_type, c.host, c.extra_dejson] for c in s.query(Connection)}\n"
-        "    pools = {p.pool: p.slots for p in s.query(Pool)}\n"
-        "print(json.dumps({'conns': conns, 'pools': pools, 'env': Variable.get('demobank_environment')}))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], env=env, check=True, capture_output=True, text=True)
-    state = json.loads(out.stdout.strip().splitlines()[-1])
-    assert len(state["conns"]) == 8
-    assert state["conns"]["twilio_default"][:2] == ["twilio", "http://sb:1"]
-    assert state["conns"]["twilio_default"][2]["from_number"] == "+15005550006"
-    assert state["pools"]["connect_sms"] == 1
-    assert state["env"] == "local"
+    settings_file = str(PROJECT_DIR / "airflow_settings.yaml")
+    _python(env, "-m", "airflow", "db", "migrate")
+
+    first = _python(env, "-m", "demobank.settings_import", settings_file).stdout
+    assert "connection 'twilio_default': created" in first
+    assert "8 connections (8 created), 2 pools (2 created), 1 variables (1 created)" in first
+
+    _python(env, "-c", _EDIT_IN_THE_UI)
+    second = _python(env, "-m", "demobank.settings_import", settings_file).stdout
+    assert ("connection 'twilio_default': kept (differs from the file in host, login, password; --overwrite resets "
+            "it)") in second
+    assert "connection 'sendgrid_default': kept\n" in second
+    assert "pool 'connect_sms': kept (differs from the file in slots" in second
+    assert "variable 'demobank_environment': kept (differs from the file in value" in second
+    assert "8 connections (8 kept), 2 pools (2 kept), 1 variables (1 kept)" in second
+    assert "real-auth-token" not in second
+    kept = _state(env)
+    assert kept["conns"]["twilio_default"][:4] == ["twilio", None, "AC" + "1" * 32, "real-auth-token"]
+    assert kept["pools"]["connect_sms"] == 3
+    assert kept["env"] == "production"
+    assert len(kept["conns"]) == 8
+
+    third = _python(env, "-m", "demobank.settings_import", settings_file, "--overwrite").stdout
+    assert "connection 'twilio_default': updated (host, login, password)" in third
+    assert "connection 'sendgrid_default': unchanged" in third
+    assert "8 connections (1 updated, 7 unchanged), 2 pools (1 updated, 1 unchanged), 1 variables (1 updated)" in third
+    reset = _state(env)
+    assert reset["conns"]["twilio_default"][:4] == [
+        "twilio", "http://sb:1", "AC00000000000000000000000000000000", "sandbox-twilio-auth-token"]
+    assert reset["conns"]["twilio_default"][4]["from_number"] == "+15005550006"
+    assert reset["pools"]["connect_sms"] == 1
+    assert reset["env"] == "local"

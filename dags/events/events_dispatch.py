@@ -8,11 +8,14 @@ Runs **as soon as the outbox receives events** (publishers update the asset `dem
 through their outlets, `POST /demobank/api/v1/events` in the API server) and **every minute** as a safety sweep
 (retries after backoff, events whose announcement was missed).
 
-`dispatch` claims pending deliveries in batches under a lease (two dispatchers never deliver the same batch),
-publishes them (EventBridge: ≤10 entries and ≤256 KB per `PutEvents`, only failed entries resent), and records
-per target: delivered, retried later with backoff, or dead-lettered with the reason. It works through everything
-due, then **fails if a target could not be reached** (its deliveries wait; the error names the target and what
-to check), so a broken target shows in the run history. State and errors per target: the *Event targets* page.
+`dispatch` claims pending deliveries in batches under a lease (two dispatchers never deliver the same batch; the
+lease is renewed batch by batch), publishes them (EventBridge: ≤10 entries and ≤256 KB per `PutEvents`, only failed
+entries resent), and records per target: delivered, retried later with backoff, or dead-lettered with the reason.
+It works through everything due, then **fails if a target could not be reached** (the error names the target and
+what to check), so a broken target shows in the run history. A broken target **backs off as a whole** (30 s doubling
+to 15 min; only a probe of 10 deliveries per backoff period, so other targets keep their pace) and **pauses itself**
+after `DEMOBANK_TARGET_PAUSE_AFTER` (1 h) of continuous failure; `suite_health_check` then fails until it is resumed.
+State and errors per target: the *Event targets* page (Health panel).
 """
 
 from __future__ import annotations

@@ -24,8 +24,14 @@ One extension to Astronomer's format: string values may refer to environment var
 ``${NAME:-default}``, so the same file serves ``make run`` (local paths and ports) and the scale-out shape
 (service host names). A reference to an unset variable with no default is an error, not an empty string.
 
-Importing is an upsert: running it twice leaves the same state. Run it as
-``python -m demobank.settings_import airflow_settings.yaml``.
+Importing creates what is missing and keeps what exists: a connection, pool or variable that is already in the
+metadata database (edited in the UI, say) is left as it is, unless ``--overwrite`` resets it to the file. Each
+item's line says what happened: ``created``, ``kept`` (with the fields that differ from the file, never their
+values), or with ``--overwrite`` ``updated`` / ``unchanged``; the same words as the event-target import
+(:func:`demobank.events.targets.import_targets`). Running it twice leaves the same state. Run it as
+``python -m demobank.settings_import airflow_settings.yaml [--overwrite] [--no-connections]``
+(``--no-connections``: pools and variables only; the scale-out init does so unless demo mode is on, because the
+file's connections point at local stand-ins).
 """
 
 from __future__ import annotations
@@ -35,7 +41,9 @@ import json
 import os
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -180,60 +188,180 @@ def _connection_from_entry(entry: dict[str, Any]) -> Any:
     )
 
 
-def import_settings(settings: AirflowSettings) -> dict[str, int]:
-    """Upsert connections, pools and variables into Airflow's metadata database.
+class Outcome(StrEnum):
+    """What the import did with one connection, pool or variable."""
 
-    :return: how many of each were written.
+    CREATED = "created"
+    KEPT = "kept"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The outcome for one item of the file.
+
+    :ivar kind: ``connection``, ``pool`` or ``variable``.
+    :ivar name: its id (``conn_id``, ``pool_name``, ``variable_name``).
+    :ivar outcome: what happened.
+    :ivar differs: for a kept or updated item, the fields in which the database differed from the file (names
+        only: a value may be a secret).
     """
-    from airflow.models.connection import Connection
-    from airflow.models.pool import Pool
-    from airflow.models.variable import Variable
-    from airflow.utils.session import create_session
 
-    with create_session() as session:
-        for entry in settings.connections:
-            wanted = _connection_from_entry(entry)
-            existing = session.query(Connection).filter(Connection.conn_id == wanted.conn_id).one_or_none()
-            if existing is None:
-                session.add(wanted)
-                continue
-            for attribute in ("conn_type", "description", "host", "schema", "login", "port"):
+    kind: str
+    name: str
+    outcome: Outcome
+    differs: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """``connection 'twilio_default': kept (differs from the file in host; --overwrite resets it)``."""
+        text = f"{self.kind} {self.name!r}: {self.outcome}"
+        if self.differs and self.outcome is Outcome.KEPT:
+            text += f" (differs from the file in {', '.join(self.differs)}; --overwrite resets it)"
+        elif self.differs:
+            text += f" ({', '.join(self.differs)})"
+        return text
+
+
+_CONNECTION_ATTRIBUTES = ("conn_type", "description", "host", "schema", "login", "port")
+
+
+def _connection_differences(existing: Any, wanted: Any) -> tuple[str, ...]:
+    differs = [name for name in _CONNECTION_ATTRIBUTES if getattr(existing, name) != getattr(wanted, name)]
+    if (existing.password or None) != (wanted.password or None):
+        differs.append("password")
+    if existing.extra_dejson != wanted.extra_dejson:
+        differs.append("extra")
+    return tuple(differs)
+
+
+def _decide(exists: bool, differs: tuple[str, ...], overwrite: bool) -> Outcome:
+    if not exists:
+        return Outcome.CREATED
+    if not overwrite:
+        return Outcome.KEPT
+    return Outcome.UPDATED if differs else Outcome.UNCHANGED
+
+
+def _import_connections(session: Any, entries: list[dict[str, Any]], overwrite: bool) -> list[ItemResult]:
+    from airflow.models.connection import Connection
+
+    results = []
+    for entry in entries:
+        wanted = _connection_from_entry(entry)
+        existing = session.query(Connection).filter(Connection.conn_id == wanted.conn_id).one_or_none()
+        differs = () if existing is None else _connection_differences(existing, wanted)
+        outcome = _decide(existing is not None, differs, overwrite)
+        if outcome is Outcome.CREATED:
+            session.add(wanted)
+        elif outcome is Outcome.UPDATED:
+            for attribute in _CONNECTION_ATTRIBUTES:
                 setattr(existing, attribute, getattr(wanted, attribute))
             existing.set_password(wanted.password)
             existing.set_extra(wanted.extra)
-        for entry in settings.pools:
-            Pool.create_or_update_pool(
-                name=entry["pool_name"],
-                slots=entry["pool_slot"],
-                description=entry.get("pool_description") or "",
-                include_deferred=bool(entry.get("include_deferred", False)),
-                session=session,
-            )
-    for entry in settings.variables:
-        value = entry.get("variable_value")
-        serialize = not isinstance(value, str)
-        Variable.set(entry["variable_name"], value if value is not None else "", serialize_json=serialize)
-    return {
-        "connections": len(settings.connections),
-        "pools": len(settings.pools),
-        "variables": len(settings.variables),
-    }
+        results.append(ItemResult("connection", wanted.conn_id, outcome, differs))
+    return results
+
+
+def _import_pools(session: Any, entries: list[dict[str, Any]], overwrite: bool) -> list[ItemResult]:
+    from airflow.models.pool import Pool
+
+    results = []
+    for entry in entries:
+        wanted = {
+            "slots": entry["pool_slot"],
+            "description": entry.get("pool_description") or "",
+            "include_deferred": bool(entry.get("include_deferred", False)),
+        }
+        existing = session.query(Pool).filter(Pool.pool == entry["pool_name"]).one_or_none()
+        differs = () if existing is None else tuple(
+            name for name, value in wanted.items() if (getattr(existing, name) or type(value)()) != value
+        )
+        outcome = _decide(existing is not None, differs, overwrite)
+        if outcome in (Outcome.CREATED, Outcome.UPDATED):
+            Pool.create_or_update_pool(name=entry["pool_name"], session=session, **wanted)
+        results.append(ItemResult("pool", entry["pool_name"], outcome, differs))
+    return results
+
+
+def _stored_variable_value(value: Any) -> str:
+    """The text Airflow stores for ``value`` (how :meth:`Variable.set` serialises it)."""
+    return value if isinstance(value, str) else json.dumps(value, indent=2)
+
+
+def _import_variables(entries: list[dict[str, Any]], overwrite: bool) -> list[ItemResult]:
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+
+    results = []
+    for entry in entries:
+        name, value = entry["variable_name"], entry.get("variable_value")
+        value = "" if value is None else value
+        with create_session() as session:
+            existing = session.query(Variable).filter(Variable.key == name).one_or_none()
+            stored = None if existing is None else existing.val
+        differs = () if existing is None or stored == _stored_variable_value(value) else ("value",)
+        outcome = _decide(existing is not None, differs, overwrite)
+        if outcome in (Outcome.CREATED, Outcome.UPDATED):
+            Variable.set(name, value, serialize_json=not isinstance(value, str))
+        results.append(ItemResult("variable", name, outcome, differs))
+    return results
+
+
+def import_settings(
+    settings: AirflowSettings, *, overwrite: bool = False, connections: bool = True
+) -> list[ItemResult]:
+    """Create the connections, pools and variables of ``settings`` that are missing from Airflow's metadata
+    database; keep existing ones as they are (edits made in the UI survive), unless ``overwrite``.
+
+    :param settings: the parsed file.
+    :param overwrite: also reset existing items to the file's values.
+    :param connections: import the connections too (``False``: pools and variables only).
+    :return: one result per item, in the file's order (connections, pools, variables).
+    """
+    from airflow.utils.session import create_session
+
+    results: list[ItemResult] = []
+    with create_session() as session:
+        if connections:
+            results += _import_connections(session, settings.connections, overwrite)
+        results += _import_pools(session, settings.pools, overwrite)
+    results += _import_variables(settings.variables, overwrite)
+    return results
+
+
+def summary(path: str, results: list[ItemResult], settings: AirflowSettings, *, connections: bool) -> str:
+    """``imported F: 8 connections (8 created), 2 pools (1 created, 1 kept), 1 variables (1 kept)``."""
+    parts = []
+    for kind, items in (("connection", settings.connections), ("pool", settings.pools),
+                        ("variable", settings.variables)):
+        if kind == "connection" and not connections:
+            parts.append(f"{len(items)} connections not imported (--no-connections)")
+            continue
+        counts = Counter(result.outcome for result in results if result.kind == kind)
+        detail = ", ".join(f"{counts[outcome]} {outcome}" for outcome in Outcome if counts[outcome])
+        parts.append(f"{len(items)} {kind}s" + (f" ({detail})" if detail else ""))
+    return f"imported {path}: " + ", ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command-line entry point: ``python -m demobank.settings_import FILE``."""
+    """Command-line entry point: ``python -m demobank.settings_import FILE [--overwrite] [--no-connections]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", default="airflow_settings.yaml")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="also reset existing connections, pools and variables to the file's values")
+    parser.add_argument("--no-connections", dest="connections", action="store_false",
+                        help="import pools and variables only")
     args = parser.parse_args(argv)
     try:
-        counts = import_settings(load_settings(args.path))
+        settings = load_settings(args.path)
+        results = import_settings(settings, overwrite=args.overwrite, connections=args.connections)
     except SettingsFileError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(
-        f"imported {args.path}: {counts['connections']} connections, {counts['pools']} pools, "
-        f"{counts['variables']} variables"
-    )
+    for result in results:
+        print(result.describe())
+    print(summary(args.path, results, settings, connections=args.connections))
     return 0
 
 

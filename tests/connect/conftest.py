@@ -1,4 +1,5 @@
-"""Fixtures for the Connect tests: the vendor sandbox over HTTP, a migrated suite database, connections."""
+"""Fixtures for the Connect tests: the vendor sandbox over HTTP, a migrated suite database (SQLite, PostgreSQL),
+connections. The connections set ``reconcile_after_seconds`` to 0: the sandbox's lookups show a send at once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from demobank.sandbox.settings import DEFAULT_SENDGRID_API_KEY, DEFAULT_TWILIO_ACCOUNT_SID, DEFAULT_TWILIO_AUTH_TOKEN
 from demobank.sandbox.testing import running_sandbox
+from tests.db.conftest import postgres_admin_url, postgres_url  # noqa: F401 - fixtures reused here
 
 
 @dataclass
@@ -47,6 +49,24 @@ def clean_sandbox(sandbox: Sandbox) -> Sandbox:
 
 
 @pytest.fixture
+def postgres_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """A migrated suite database on a fresh, uniquely named PostgreSQL database (tests/db's fixtures)."""
+    from demobank.db.engine import dispose_engines, get_engine
+    from demobank.db.migrate import upgrade
+
+    url = request.getfixturevalue("postgres_url")
+    upgrade(url)
+    yield get_engine(url)
+    dispose_engines()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_engine(request: pytest.FixtureRequest) -> Engine:
+    """The suite database on each supported backend (SQLite: also the `demobank_db` connection)."""
+    return request.getfixturevalue("suite_engine" if request.param == "sqlite" else "postgres_engine")
+
+
+@pytest.fixture
 def suite_engine(tmp_path, monkeypatch) -> Iterator[Engine]:
     """A migrated SQLite suite database, also reachable as the `demobank_db` connection (DEMOBANK_DB_URL)."""
     from demobank.db.engine import dispose_engines, get_engine
@@ -67,7 +87,8 @@ def set_connection(monkeypatch, conn_id: str, **fields: object) -> None:
 def twilio_conn(monkeypatch, sandbox: Sandbox) -> str:
     set_connection(monkeypatch, "twilio_default", conn_type="twilio", host=sandbox.url,
                    login=DEFAULT_TWILIO_ACCOUNT_SID, password=DEFAULT_TWILIO_AUTH_TOKEN,
-                   extra={"from_number": "+15005550006", "rate_limit_per_second": 500})
+                   extra={"from_number": "+15005550006", "rate_limit_per_second": 500,
+                          "reconcile_after_seconds": 0})
     return "twilio_default"
 
 
@@ -75,5 +96,5 @@ def twilio_conn(monkeypatch, sandbox: Sandbox) -> str:
 def sendgrid_conn(monkeypatch, sandbox: Sandbox) -> str:
     set_connection(monkeypatch, "sendgrid_default", conn_type="sendgrid", host=sandbox.url,
                    password=DEFAULT_SENDGRID_API_KEY, extra={"from_email": "noreply@demobank.example",
-                                                              "from_name": "Demo Bank"})
+                                                              "from_name": "Demo Bank", "reconcile_after_seconds": 0})
     return "sendgrid_default"

@@ -41,6 +41,17 @@ def sms_delivery(engine, run: str = "run-1", **kwargs) -> SmsDelivery:
     return SmsDelivery(TwilioHook(), DeliveryLedger(engine), scope(run), rate_limit=500, retry=FAST, **kwargs)
 
 
+def crashed_attempt(engine, channel: str, key: str, masked: str, attempt_id: str | None = None) -> None:
+    """A try claimed ``key``, started its send request and died; its lease has run out since."""
+    ledger = DeliveryLedger(engine)
+    owner = scope().owner(try_number=1)
+    ledger.claim(scope(), channel, "twilio" if channel == "sms" else "sendgrid", [(key, masked)], owner)
+    ledger.start_attempt([key], owner, attempt_id)
+    with session_scope(engine) as session:
+        session.execute(update(Delivery).where(Delivery.idempotency_key == key)
+                        .values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+
+
 # -- SMS ----------------------------------------------------------------------------------------------------
 
 
@@ -84,11 +95,9 @@ def test_retry_after_is_honoured(clean_sandbox, suite_engine, twilio_conn) -> No
 def test_an_interrupted_attempt_is_reconciled_not_resent(clean_sandbox, suite_engine, twilio_conn) -> None:
     """The attempt died after Twilio accepted the message and before the ledger recorded it."""
     hook = TwilioHook()
-    ledger = DeliveryLedger(suite_engine)
     message = SmsMessage("+15550199003", "Interrupted alert")
     key = scope().key("sms", message.to)
-    ledger.claim(scope(), "sms", "twilio", [(key, "+1******9003")])
-    ledger.start_attempt([key])
+    crashed_attempt(suite_engine, "sms", key, "+1******9003")
     sid = hook.send_sms(message.to, message.body)  # ... and then the worker died
     report = sms_delivery(suite_engine).send([message])
     assert (report.reconciled, report.sent, report.message_ids) == (1, 0, [sid])
@@ -96,11 +105,9 @@ def test_an_interrupted_attempt_is_reconciled_not_resent(clean_sandbox, suite_en
 
 
 def test_an_interrupted_attempt_that_never_reached_twilio_is_sent(clean_sandbox, suite_engine, twilio_conn) -> None:
-    ledger = DeliveryLedger(suite_engine)
     message = SmsMessage("+15550199004", "Never left")
     key = scope().key("sms", message.to)
-    ledger.claim(scope(), "sms", "twilio", [(key, "+1******9004")])
-    ledger.start_attempt([key])
+    crashed_attempt(suite_engine, "sms", key, "+1******9004")
     with session_scope(suite_engine) as session:  # claimed an hour ago
         session.execute(update(Delivery).where(Delivery.idempotency_key == key)
                         .values(created_at=datetime.now(UTC) - timedelta(hours=1)))
@@ -220,15 +227,36 @@ def test_email_with_faults_delivers_each_recipient_once(clean_sandbox, suite_eng
 
 
 def test_interrupted_email_attempt_is_reconciled(clean_sandbox, suite_engine, sendgrid_conn) -> None:
+    """A row of before revision 0008 (no request id): looked up by its own key."""
     hook = SendGridHook()
     delivery = email_delivery(suite_engine)
     request = build_email_request(["late@example.com"], subject="s", html_content="<p>x</p>")
     key = scope().key("email", "late@example.com")
-    delivery.ledger.claim(scope(), "email", "sendgrid", [(key, "l***@example.com")])
-    delivery.ledger.start_attempt([key])
+    crashed_attempt(suite_engine, "email", key, "l***@example.com")
     hook.send_mail(delivery.payload(request, [("late@example.com", key)]))  # ... and then the worker died
     report = delivery.send(request)
-    assert (report.reconciled, report.sent) == (1, 0)
+    assert (report.reconciled, report.sent, report.lookups) == (1, 0, 1)
+    assert len(clean_sandbox.messages("email")) == 1
+
+
+def test_interrupted_request_of_1000_recipients_is_settled_by_one_lookup(clean_sandbox, suite_engine,
+                                                                         sendgrid_conn) -> None:
+    """SendGrid accepts a request whole or not at all: one Email Activity search by the request id settles all of
+    its recipients (Email Activity allows 6 searches a minute: one per recipient would take hours)."""
+    hook = SendGridHook()
+    delivery = email_delivery(suite_engine)
+    to = [f"crash{i}@example.com" for i in range(1000)]
+    request = build_email_request(to, subject="s", html_content="<p>x</p>")
+    ledger, owner = DeliveryLedger(suite_engine), scope().owner(try_number=1)
+    pairs = [(address, scope().key("email", address)) for address in to]
+    ledger.claim(scope(), "email", "sendgrid", [(key, "x") for _, key in pairs], owner)
+    ledger.start_attempt([key for _, key in pairs], owner, "request-1")
+    message_id = hook.send_mail(delivery.payload(request, pairs, "request-1"))  # ... and then the worker died
+    with session_scope(suite_engine) as session:
+        session.execute(update(Delivery).values(lease_until=datetime.now(UTC) - timedelta(seconds=1)))
+    report = delivery.send(request)
+    assert (report.reconciled, report.sent, report.lookups, report.requests) == (1000, 0, 1, 0)
+    assert set(report.message_ids) == {message_id}
     assert len(clean_sandbox.messages("email")) == 1
 
 

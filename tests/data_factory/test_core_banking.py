@@ -142,3 +142,78 @@ def test_make_runs_plan_adds_yesterday_so_the_daily_scheduled_run_finds_an_expor
     columns = generate_day(REF, plan[-1])
     assert set(columns["business_date"]) == {"2026-11-25"}
     assert all(value.startswith("2026-11-25") for value in columns["booked_at"] if value[:4].isdigit())
+
+
+SMALL_PLAN = (DaySpec(date(2026, 1, 5), 300, 0.0),)
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_the_seed_refuses_a_database_it_did_not_create_and_drops_nothing(tmp_path: Path) -> None:
+    """A real core banking database has a `customers` table too: the seed names the database and the tables, writes
+    nothing and drops nothing (it used to drop and re-create every table of its own names)."""
+    path = tmp_path / "bank.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE customers (customer_id text PRIMARY KEY, name text)")
+        db.execute("INSERT INTO customers VALUES ('C-1', 'Ada Real')")
+        db.execute("CREATE TABLE general_ledger (id text)")
+    command = [sys.executable, "-m", "demobank.data_factory.core_banking", "seed", "--url", f"sqlite:///{path}",
+               "--day", "2026-01-05:300", "--customers", "20"]
+
+    refused = subprocess.run(command, capture_output=True, text=True, check=False, cwd=PROJECT_DIR)
+
+    assert refused.returncode == 1
+    assert f"error: refusing to seed sqlite:///{path} with the core_banking demo data" in refused.stderr
+    assert "holds 2 table(s) that this seed did not create (customers, general_ledger)" in refused.stderr
+    assert _sqlite_tables(path) == {"customers", "general_ledger"}
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT * FROM customers").fetchall() == [("C-1", "Ada Real")]
+
+
+def test_the_seed_marks_the_database_it_creates_and_reseeds_only_its_own_tables(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from demobank.data_factory.core_banking import seed
+    from demobank.db.seed_marker import MARKER_TABLE
+
+    path = tmp_path / "core_banking.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        assert seed(engine, SMALL_PLAN, customers_count=20).seeded
+        assert MARKER_TABLE in _sqlite_tables(path)
+        assert not seed(engine, SMALL_PLAN, customers_count=20).seeded  # marked, same plan: nothing to do
+        with sqlite3.connect(path) as db:  # someone adds a table of their own to the demo database later
+            db.execute("CREATE TABLE notes (note text)")
+            db.execute("INSERT INTO notes VALUES ('mine')")
+        again = seed(engine, SMALL_PLAN, customers_count=20, force=True)
+    finally:
+        engine.dispose()
+
+    assert again.seeded
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT note FROM notes").fetchall() == [("mine",)]
+        assert db.execute("SELECT count(*) FROM transactions").fetchone()[0] == 300
+
+
+def test_a_database_seeded_before_markers_existed_is_adopted(tmp_path: Path) -> None:
+    """`make run` homes seeded by earlier versions hold the generator's tables and fingerprint but no marker."""
+    from sqlalchemy import create_engine
+
+    from demobank.data_factory.core_banking import seed
+    from demobank.db.seed_marker import MARKER_TABLE
+
+    path = tmp_path / "core_banking.db"
+    engine = create_engine(f"sqlite:///{path}")
+    try:
+        seed(engine, SMALL_PLAN, customers_count=20)
+        with sqlite3.connect(path) as db:
+            db.execute(f"DROP TABLE {MARKER_TABLE}")
+        result = seed(engine, SMALL_PLAN, customers_count=20)
+    finally:
+        engine.dispose()
+
+    assert not result.seeded  # recognised by its fingerprint: the same data, nothing to do
+    assert MARKER_TABLE in _sqlite_tables(path)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from demobank.db.engine import get_engine, session_scope
-from demobank.db.models import EventDelivery, EventTarget, OutboxEvent
+from demobank.db.models import EventDelivery, EventTarget, EventTargetHealth, OutboxEvent
 from demobank.events.catalog import examples
 from demobank.events.dispatcher import (
     Target,
@@ -305,10 +305,14 @@ def test_a_broken_target_keeps_its_deliveries_pending_and_the_good_target_gets_e
     assert {row.status for row in deliveries(engine, good).values()} == {"delivered"}
     broken_rows = deliveries(engine, broken).values()
     assert len(broken_rows) == 8
-    for row in broken_rows:
-        assert row.status == "pending" and row.attempts == 0 and row.claimed_by is None
+    for row in broken_rows:  # tried once, waiting for the target's backoff (it has none of its own)
+        assert row.status == "pending" and row.attempts == 1 and row.claimed_by is None
         assert "'missing-bus'" in row.last_error and "ResourceNotFoundException" in row.last_error
-        assert row.next_attempt_at > now
+        assert row.next_attempt_at is None
+    with Session(engine) as session:
+        health = session.get(EventTargetHealth, broken)
+    assert health.failure_count == 1 and health.failing_since == now and health.next_attempt_at > now
+    assert report.rounds == 1, "the second round claims nothing: the broken target backs off as a whole"
 
 
 def test_a_factory_that_raises_releases_only_that_targets_deliveries(sqlite_engine, audit_queue):
@@ -325,10 +329,36 @@ def test_a_factory_that_raises_releases_only_that_targets_deliveries(sqlite_engi
 
     report = dispatch_once(engine, "w", factory)
 
-    assert report.delivered == 3 and report.released == 3
+    assert report.delivered == 3 and report.retried == 3 and "bad-credentials" in report.target_errors
     assert audit_ids(audit_queue, 3) == Counter(ids)
     assert all("bad-credentials" in row.last_error and row.status == "pending"
                for row in deliveries(engine, bad_id).values())
+
+
+def test_a_target_failing_on_its_first_batch_releases_the_rest_of_its_claim_untried(sqlite_engine):
+    """One batch of 10 fails with a target error: the other 25 claimed deliveries are not sent, their attempt is
+    given back, and the target backs off."""
+    engine = sqlite_engine
+    target_id = add_target(engine, "bad-credentials")
+    ids = publish_events(engine, 35)
+    calls: list[int] = []
+
+    class Refusing:
+        def __init__(self, target: Target) -> None:
+            pass
+
+        def publish(self, envelopes):
+            calls.append(len(envelopes))
+            return PublishResult({e["id"]: Failed("UnrecognizedClientException", "bad key (injected)", False,
+                                                  target_error=True) for e in envelopes}, requests=1)
+
+    report = dispatch_once(engine, "w", Refusing, publish_batch=10)
+
+    assert calls == [10] and (report.claimed, report.retried, report.released) == (35, 10, 25)
+    rows = deliveries(engine, target_id)
+    assert [rows[i].attempts for i in ids] == [1] * 10 + [0] * 25
+    assert all(row.claimed_by is None and "UnrecognizedClientException" in row.last_error for row in rows.values())
+    assert dispatch_once(engine, "w", Refusing).claimed == 0  # backing off
 
 
 def test_transient_failures_are_retried_with_backoff_then_dead_at_max_attempts(sqlite_engine, audit_queue):

@@ -52,6 +52,9 @@ def test_faults_round_trip_and_reset(sandbox, http):
         "latency_ms": 5,
         "channels": ["email"],
         "retry_after": 1,
+        "hang_rate": 0.0,
+        "hang_ms": 30000,
+        "seed": None,
     }
     assert sandbox.store.get_faults().error_statuses == [503]
     http.delete(sandbox.url("/faults"))

@@ -48,6 +48,12 @@ def _scope(context: Context) -> DeliveryScope:
     return DeliveryScope(ti.dag_id, ti.run_id, ti.task_id, -1 if map_index is None else int(map_index))
 
 
+def _owner(context: Context, scope: DeliveryScope) -> str:
+    """The ledger claim owner of this try: ``dag/run/task/map_index/try-N/<random token>``."""
+    try_number = getattr(context["ti"], "try_number", None)
+    return scope.owner(try_number if isinstance(try_number, int) else None)
+
+
 def _ledger() -> DeliveryLedger:
     from demobank.db.engine import get_engine
 
@@ -61,7 +67,8 @@ class SendSmsOperator(BaseOperator):
     :param body: the text, at most 1600 characters; a path ending in ``.j2`` is rendered as a template. (templated)
     :param messages: instead of ``to``/``body``, one ``{"to", "body"}`` object per recipient. (templated)
     :param twilio_conn_id: the Twilio connection (its ``rate_limit_per_second`` paces the sends).
-    :param retry_policy: how 429/5xx/timeouts are retried inside one attempt of the task.
+    :param retry_policy: attempts and backoff per message inside one try of the task (what may have been accepted
+        is looked up at Twilio before it is sent again).
     :return: the message SIDs, in the order of the recipients.
     """
 
@@ -98,8 +105,9 @@ class SendSmsOperator(BaseOperator):
 
     def execute(self, context: Context) -> list[str]:
         messages = build_sms_messages(self.to, self.body, self.messages)
-        delivery = SmsDelivery(self.hook, _ledger(), _scope(context), rate_limit=self.hook.rate_limit_per_second,
-                               retry=self.retry_policy)
+        scope = _scope(context)
+        delivery = SmsDelivery(self.hook, _ledger(), scope, rate_limit=self.hook.rate_limit_per_second,
+                               retry=self.retry_policy, owner=_owner(context, scope))
         report = delivery.send(messages)
         self.message_sids = report.message_ids
         return report.message_ids
@@ -117,6 +125,8 @@ class SendEmailOperator(BaseOperator):
     :param dynamic_template_data: the template's data. (templated)
     :param sendgrid_conn_id: the SendGrid connection (sender address, sandbox mode).
     :param batch_size: personalizations per request (SendGrid allows 1000).
+    :param retry_policy: attempts and backoff per request inside one try of the task (what may have been accepted
+        is looked up in SendGrid's Email Activity before it is sent again).
     :return: SendGrid's message ids, one per request.
     """
 
@@ -158,7 +168,8 @@ class SendEmailOperator(BaseOperator):
     def execute(self, context: Context) -> list[str]:
         request = build_email_request(self.to, self.subject, self.html_content, self.template_id,
                                       self.dynamic_template_data)
-        delivery = EmailDelivery(self.hook, _ledger(), _scope(context), batch_size=self.batch_size,
-                                 retry=self.retry_policy)
+        scope = _scope(context)
+        delivery = EmailDelivery(self.hook, _ledger(), scope, batch_size=self.batch_size, retry=self.retry_policy,
+                                 owner=_owner(context, scope))
         report = delivery.send(request)
         return list(dict.fromkeys(report.message_ids))

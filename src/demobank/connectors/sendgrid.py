@@ -2,7 +2,8 @@
 
 Connection (type ``sendgrid``): password = API key, host = optional API host (empty for
 ``https://api.sendgrid.com``; the local sandbox's URL in ``make run``), extras ``from_email``, ``from_name``,
-``sandbox_mode``.
+``sandbox_mode``, ``timeout`` (seconds per HTTP request, default 10) and ``reconcile_after_seconds`` (how long
+after a send of unknown outcome Email Activity is trusted to show it, default 600: SendGrid's activity lags).
 
 Why not ``apache-airflow-providers-sendgrid``: it is an e-mail backend that logs instead of raising on a failed
 send and puts every recipient into one personalization.
@@ -15,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from demobank.connectors._extras import extra_value
+from demobank.connectors._extras import extra_value, seconds_extra
 from demobank.exceptions import ConfigurationError
+from demobank.retry import SendOutcome
 
 if TYPE_CHECKING:
     from sendgrid import SendGridAPIClient
@@ -33,13 +35,21 @@ ERROR_HINTS: dict[int, str] = {
     429: "SendGrid throttled the request",
 }
 _TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for SendGrid on each HTTP request unless the hook or the connection's ``timeout`` says
+otherwise."""
+DEFAULT_RECONCILE_AFTER = 600.0
+"""Seconds after a send of unknown outcome before an Email Activity search without it proves that SendGrid did not
+take it. SendGrid's activity shows a message some time after it was accepted (minutes, not guaranteed): before
+this delay a search that finds nothing proves nothing."""
 
 
 class SendGridHook(BaseHook):
     """Interact with SendGrid's Mail Send API.
 
     :param sendgrid_conn_id: the Airflow connection holding the API key.
-    :param timeout: seconds to wait for SendGrid on each HTTP request.
+    :param timeout: seconds to wait for SendGrid on each HTTP request (default: the connection's extra
+        ``timeout``, else 10).
     """
 
     conn_name_attr = "sendgrid_conn_id"
@@ -47,7 +57,8 @@ class SendGridHook(BaseHook):
     conn_type = "sendgrid"
     hook_name = "SendGrid"
 
-    def __init__(self, *, sendgrid_conn_id: str = default_conn_name, timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *, sendgrid_conn_id: str = default_conn_name, timeout: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sendgrid_conn_id = sendgrid_conn_id
         self.timeout = timeout
@@ -72,6 +83,20 @@ class SendGridHook(BaseHook):
     def sandbox_mode(self) -> bool:
         return str(extra_value(self.extras, self.conn_type, "sandbox_mode", False)).lower() in {"1", "true", "yes"}
 
+    @property
+    def request_timeout(self) -> float:
+        """Seconds to wait on each HTTP request: the hook's ``timeout``, the extra ``timeout``, or 10."""
+        if self.timeout is not None:
+            return float(self.timeout)
+        return seconds_extra(self.extras, self.conn_type, self.sendgrid_conn_id, "timeout", DEFAULT_TIMEOUT,
+                             minimum=0.001)
+
+    @property
+    def reconcile_after_seconds(self) -> float:
+        """Seconds after a send of unknown outcome before Email Activity can prove the message absent."""
+        return seconds_extra(self.extras, self.conn_type, self.sendgrid_conn_id, "reconcile_after_seconds",
+                             DEFAULT_RECONCILE_AFTER)
+
     @cached_property
     def client(self) -> SendGridAPIClient:
         """The SDK client, built on first use, with a request timeout."""
@@ -84,7 +109,7 @@ class SendGridHook(BaseHook):
         client = SendGridAPIClient(
             api_key=self.connection.password, host=(self.connection.host or SENDGRID_API_HOST).rstrip("/")
         )
-        client.client.timeout = self.timeout
+        client.client.timeout = self.request_timeout
         return client
 
     def get_conn(self) -> SendGridAPIClient:
@@ -110,7 +135,11 @@ class SendGridHook(BaseHook):
         return next((v for k, v in headers.items() if k.lower() == "x-message-id"), None)
 
     def find_accepted(self, custom_arg: str, value: str) -> str | None:
-        """The message id SendGrid's Email Activity has for a message carrying ``custom_args[custom_arg]=value``."""
+        """The message id SendGrid's Email Activity has for a message carrying ``custom_args[custom_arg]=value``.
+
+        A send request is accepted whole or not at all: one recipient found by a request-level custom arg proves
+        that every recipient of that request was accepted. (Email Activity allows 6 searches a minute.)
+        """
         import json
 
         query = f"unique_args['{custom_arg}']=\"{value}\""
@@ -128,6 +157,27 @@ class SendGridHook(BaseHook):
         if isinstance(error, HTTPError):
             return error.status_code in _TRANSIENT_STATUSES
         return isinstance(error, (URLError, ConnectionError, TimeoutError))
+
+    @staticmethod
+    def classify_failure(error: BaseException) -> SendOutcome:
+        """What a failed ``send_mail`` tells about its recipients (see :class:`~demobank.retry.SendOutcome`).
+
+        The SDK sends with ``urllib``, which wraps in ``URLError`` every error raised before the whole request
+        was written (refused connection, DNS, connect timeout, TLS handshake, a reset while writing) and raises
+        the errors of reading the answer as they are (timeouts, resets): the first are ``not_sent``, the second
+        ``unknown``, like a 5xx. Any other answer of SendGrid is ``refused``.
+        """
+        from urllib.error import HTTPError as UrllibHTTPError
+        from urllib.error import URLError
+
+        from python_http_client.exceptions import HTTPError
+
+        if isinstance(error, (HTTPError, UrllibHTTPError)):
+            status = error.status_code if isinstance(error, HTTPError) else error.code
+            return SendOutcome.UNKNOWN if status >= 500 else SendOutcome.REFUSED
+        if isinstance(error, (URLError, ConfigurationError)):
+            return SendOutcome.NOT_SENT
+        return SendOutcome.UNKNOWN
 
     @staticmethod
     def retry_after(error: BaseException) -> float | None:

@@ -2,7 +2,9 @@
 
 Connection (type ``twilio``): login = Account SID, password = Auth Token, host = optional API base URL (empty
 for Twilio itself; the local sandbox's URL in ``make run``), extras ``from_number`` or
-``messaging_service_sid`` and ``rate_limit_per_second``.
+``messaging_service_sid``, ``rate_limit_per_second``, ``timeout`` (seconds per HTTP request, default 10) and
+``reconcile_after_seconds`` (how long after a send of unknown outcome the message list is trusted to show it,
+default 10).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from demobank.connectors._extras import extra_value
+from demobank.connectors._extras import extra_value, seconds_extra
 from demobank.exceptions import ConfigurationError
+from demobank.retry import SendOutcome
 
 if TYPE_CHECKING:
     from twilio.rest import Client
@@ -42,6 +45,10 @@ ERROR_HINTS: dict[int, str] = {
 }
 
 _TRANSIENT_STATUSES = {429, 500, 502, 503, 504}
+DEFAULT_TIMEOUT = 10.0
+"""Seconds to wait for Twilio on each HTTP request unless the hook or the connection's ``timeout`` says otherwise."""
+DEFAULT_RECONCILE_AFTER = 10.0
+"""Seconds after a send of unknown outcome before a message list without it proves that Twilio did not take it."""
 
 
 class _HeaderRecordingHttpClient:
@@ -54,7 +61,8 @@ class TwilioHook(BaseHook):
     """Interact with Twilio's Messaging API.
 
     :param twilio_conn_id: the Airflow connection holding the account's credentials.
-    :param timeout: seconds to wait for Twilio on each HTTP request.
+    :param timeout: seconds to wait for Twilio on each HTTP request (default: the connection's extra ``timeout``,
+        else 10).
     """
 
     conn_name_attr = "twilio_conn_id"
@@ -62,7 +70,8 @@ class TwilioHook(BaseHook):
     conn_type = "twilio"
     hook_name = "Twilio"
 
-    def __init__(self, *, twilio_conn_id: str = default_conn_name, timeout: float = 10.0, **kwargs: Any) -> None:
+    def __init__(self, *, twilio_conn_id: str = default_conn_name, timeout: float | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.twilio_conn_id = twilio_conn_id
         self.timeout = timeout
@@ -97,6 +106,20 @@ class TwilioHook(BaseHook):
     def rate_limit_per_second(self) -> float:
         return float(extra_value(self.extras, self.conn_type, "rate_limit_per_second", 1))
 
+    @property
+    def request_timeout(self) -> float:
+        """Seconds to wait on each HTTP request: the hook's ``timeout``, the extra ``timeout``, or 10."""
+        if self.timeout is not None:
+            return float(self.timeout)
+        return seconds_extra(self.extras, self.conn_type, self.twilio_conn_id, "timeout", DEFAULT_TIMEOUT,
+                             minimum=0.001)
+
+    @property
+    def reconcile_after_seconds(self) -> float:
+        """Seconds after a send of unknown outcome before the message list can prove the message absent."""
+        return seconds_extra(self.extras, self.conn_type, self.twilio_conn_id, "reconcile_after_seconds",
+                             DEFAULT_RECONCILE_AFTER)
+
     @cached_property
     def client(self) -> Client:
         """The SDK client, built on first use; pointed at ``host`` when the connection sets one."""
@@ -113,7 +136,7 @@ class TwilioHook(BaseHook):
             raise ConfigurationError(
                 f"connection {self.twilio_conn_id!r}: the password must be the Twilio Auth Token"
             )
-        http_client = RecordingHttpClient(timeout=self.timeout, logger=_SDK_LOGGER, pool_connections=True,
+        http_client = RecordingHttpClient(timeout=self.request_timeout, logger=_SDK_LOGGER, pool_connections=True,
                                           max_retries=None)
         if http_client.session is not None:  # one pooled connection per sending thread
             from requests.adapters import HTTPAdapter
@@ -161,12 +184,19 @@ class TwilioHook(BaseHook):
         return message.sid
 
     def find_sent_sms(self, to: str, body: str, since: datetime) -> str | None:
-        """The SID of a message with this body sent to ``to`` since ``since``, if Twilio has one.
+        """The SID of a message with this body to ``to`` created since ``since``, if Twilio has one.
 
-        Used to reconcile after an attempt died between Twilio's answer and the ledger's write.
+        Used to reconcile a send whose outcome is unknown (a timeout, a 5xx, an attempt that died between Twilio's
+        answer and the ledger's write). Twilio's ``DateSent`` filter only matches messages already handed to the
+        carrier, so the newest page without a date filter is read too, for messages still queued (no
+        ``date_sent`` yet).
         """
         for message in self.client.messages.stream(to=to, date_sent_after=since, page_size=100, limit=500):
             if message.body == body:
+                return message.sid
+        for message in self.client.messages.stream(to=to, page_size=50, limit=50):
+            created = message.date_created
+            if message.date_sent is None and message.body == body and (created is None or created >= since):
                 return message.sid
         return None
 
@@ -174,11 +204,35 @@ class TwilioHook(BaseHook):
     def is_transient(error: BaseException) -> bool:
         """429, 5xx, timeouts and connection errors are worth retrying; other errors are not."""
         import requests
-        from twilio.base.exceptions import TwilioRestException
 
-        if isinstance(error, TwilioRestException):
-            return error.status in _TRANSIENT_STATUSES
+        status = _http_status(error)
+        if status is not None:
+            return status in _TRANSIENT_STATUSES
         return isinstance(error, (requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError))
+
+    @staticmethod
+    def classify_failure(error: BaseException) -> SendOutcome:
+        """What a failed ``send_sms`` tells about the message (see :class:`~demobank.retry.SendOutcome`).
+
+        ``not_sent`` only when the request provably never reached Twilio: bad settings, an invalid URL, a refused
+        connection or failed DNS lookup, a connect timeout, a failed TLS handshake. A 5xx, a read timeout, a reset
+        after connecting and anything unforeseen are ``unknown``; any other answer of Twilio is ``refused``.
+        """
+        import requests
+        from urllib3.exceptions import NewConnectionError
+
+        status = _http_status(error)
+        if status is not None:
+            return SendOutcome.UNKNOWN if status >= 500 else SendOutcome.REFUSED
+        never_left = (ConfigurationError, requests.ConnectTimeout, requests.exceptions.InvalidURL,
+                      requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)
+        if isinstance(error, never_left):
+            return SendOutcome.NOT_SENT
+        if isinstance(error, requests.exceptions.SSLError):
+            return SendOutcome.NOT_SENT if _raised_in(error, "do_handshake") else SendOutcome.UNKNOWN
+        if isinstance(error, requests.ConnectionError) and _caused_by(error, NewConnectionError):
+            return SendOutcome.NOT_SENT
+        return SendOutcome.UNKNOWN
 
     @staticmethod
     def retry_after(error: BaseException) -> float | None:
@@ -210,3 +264,47 @@ class TwilioHook(BaseHook):
         return isinstance(error, ConfigurationError) or (
             isinstance(error, TwilioRestException) and (error.status in (401, 403) or error.code in (20003, 21603))
         )
+
+
+def _http_status(error: BaseException) -> int | None:
+    """The HTTP status of Twilio's answer behind an SDK error: ``TwilioRestException.status``, or the response
+    that a failed list page carries (``TwilioException("Unable to fetch page", response)``)."""
+    from twilio.base.exceptions import TwilioException
+
+    if not isinstance(error, TwilioException):
+        return None
+    status = getattr(error, "status", None)
+    if isinstance(status, int):
+        return status
+    response = error.args[1] if len(error.args) > 1 else None
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """``error`` and what it wraps: causes, contexts, and the exceptions that ``requests``/``urllib3`` keep in
+    ``args`` and ``reason``."""
+    seen: list[BaseException] = []
+    pending: list[object] = [error]
+    while pending and len(seen) < 20:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or any(item is s for s in seen):
+            continue
+        seen.append(item)
+        pending += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return seen
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    return any(isinstance(item, kind) for item in _causes(error))
+
+
+def _raised_in(error: BaseException, function: str) -> bool:
+    """Whether ``error`` or what it wraps was raised inside a function of that name (e.g. the TLS handshake)."""
+    for item in _causes(error):
+        trace = item.__traceback__
+        while trace is not None:
+            if trace.tb_frame.f_code.co_name == function:
+                return True
+            trace = trace.tb_next
+    return False

@@ -18,6 +18,9 @@ a SQLite file in ``make run``, PostgreSQL when scaled out). Its tables:
     Euros per unit of each currency, per day.
 ``seed_info``
     What the generator wrote (a fingerprint), so that seeding again is a no-op.
+``demobank_seed_marker``
+    The seed marker: the generator writes only into a database it created (an empty one, which it then marks),
+    and refuses one that holds other tables, so that it never drops a real core banking table.
 
 The generator is deterministic: the same seed and plan give the same rows on every machine (NumPy's
 ``default_rng`` seeded per day, so one day's rows do not depend on which other days are generated). Realistic:
@@ -56,8 +59,23 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import BigInteger, Column, Engine, Index, Integer, MetaData, String, Table, Text, inspect, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    inspect,
+    text,
+)
 from sqlalchemy.schema import CreateTable
+
+from demobank.db.seed_marker import MARKER_TABLE, ForeignDatabaseError, claim_for_seeding
 
 log = logging.getLogger(__name__)
 
@@ -766,6 +784,18 @@ def _write_table(engine: Engine, table: Table, rows: list[tuple[Any, ...]]) -> N
         raw.close()
 
 
+SEEDER = "core_banking"
+"""The generator's name in the seed marker (see :mod:`demobank.db.seed_marker`)."""
+
+
+def _seeded_before_markers(connection: Connection, tables: set[str]) -> bool:
+    """Whether an unmarked database is this generator's own earlier work (seeded before seed markers existed):
+    nothing but the generator's tables, and its fingerprint in ``seed_info``."""
+    if not tables <= set(metadata.tables) | {MARKER_TABLE} or seed_info.name not in tables:
+        return False
+    return connection.execute(text("SELECT value FROM seed_info WHERE key = 'fingerprint'")).scalar() is not None
+
+
 def seed(
     engine: Engine,
     plan: Sequence[DaySpec] = DEMO_PLAN,
@@ -776,19 +806,23 @@ def seed(
 ) -> SeedResult:
     """Fill the core banking source with generated data; a no-op when it already holds exactly this plan.
 
-    Any other content of the generator's tables is replaced (it is demo data): the tables are dropped and
-    created again, rows are written in bulk (``COPY`` on PostgreSQL), indexes are built last.
+    Only a database that the generator created is written to: an empty one (then marked as the generator's, see
+    :mod:`demobank.db.seed_marker`) or one that carries its marker. Any other content of the generator's tables
+    there is replaced (it is demo data): the tables are dropped and created again, rows are written in bulk
+    (``COPY`` on PostgreSQL), indexes are built last.
 
     :param engine: the source database (an empty one, or one this function seeded).
     :param plan: the days to generate.
     :param seed_value: the random seed.
     :param customers_count: how many customers.
     :param force: seed again even if the fingerprint matches.
+    :raises ForeignDatabaseError: the database holds tables but not the generator's marker; nothing was written.
     """
     started = time.perf_counter()
     days = sorted({spec.day for spec in plan})
     if len(days) != len(plan):
         raise ValueError("the plan names a day twice: give each day once")
+    claim_for_seeding(engine, SEEDER, adopt=_seeded_before_markers)
     stamp = fingerprint(plan, seed_value, customers_count)
     if not force and _stored_fingerprint(engine) == stamp:
         return SeedResult(False, stamp, time.perf_counter() - started, {}, [d.isoformat() for d in days])
@@ -858,7 +892,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m demobank.data_factory.core_banking seed``; exit 0 on success, 2 on a usage error."""
+    """``python -m demobank.data_factory.core_banking seed``; exit 0 on success, 1 when the database is not the
+    generator's (see :func:`seed`), 2 on a usage error."""
     args = _parser().parse_args(argv)
     from demobank.data_factory.sources import source_write_engine
     from demobank.db.engine import connection_url, safe_url
@@ -874,6 +909,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = seed(engine, tuple(args.day) if args.day else demo_plan(), args.seed,
                       customers_count=args.customers, force=args.force)
+    except ForeignDatabaseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     finally:
         engine.dispose()
     where = safe_url(url)

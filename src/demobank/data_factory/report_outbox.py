@@ -7,7 +7,9 @@
 * :func:`sweep` claims due reports one by one (a report is never sent by two senders at once) and delivers them;
   when Monte Carlo is unavailable it stops for that connection after the first failure, so a backlog costs one
   timeout, not one per report. A sender that died mid-send leaves its lease to expire (:data:`LEASE`).
-* :func:`requeue_rejected` sets rejected reports back to ``pending`` (after fixing the connection's credentials).
+* :func:`requeue_rejected` sets rejected reports back to ``pending`` (after fixing the connection's credentials);
+  :func:`dismiss_rejected` marks them as seen instead. A rejected report is *new* until one of the two: new ones fail
+  the suite's check (:mod:`demobank.health`), :func:`rejected_summary` counts them.
 
 Delivery is at least once: if Monte Carlo accepted a report but the answer was lost, it is sent again.
 """
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from demobank.db.engine import session_scope
@@ -243,8 +245,11 @@ def sweep(
 
 
 def requeue_rejected(engine: Engine, *, dag_id: str | None = None, since: datetime | None = None) -> int:
-    """Set rejected reports back to ``pending`` (e.g. after the connection's credentials were fixed).
+    """Set rejected reports back to ``pending`` (e.g. after the connection's credentials were fixed); the next sweep
+    sends them. Their ``last_error`` stays until the next outcome.
 
+    :param dag_id: only this DAG's reports.
+    :param since: only reports created at or after this time.
     :return: how many were requeued.
     """
     conditions = [RunReport.status == RunReportStatus.REJECTED.value]
@@ -255,8 +260,50 @@ def requeue_rejected(engine: Engine, *, dag_id: str | None = None, since: dateti
     with session_scope(engine) as session:
         result = session.execute(update(RunReport).where(and_(*conditions))
                                  .values(status=RunReportStatus.PENDING.value, next_attempt_at=None,
-                                         updated_at=_now()))
+                                         dismissed_at=None, updated_at=_now()))
         return result.rowcount
+
+
+def dismiss_rejected(engine: Engine, *, dag_id: str | None = None, now: datetime | None = None) -> int:
+    """Mark the new rejected reports as seen: they stay rejected (listed, requeueable), no longer new.
+
+    :return: how many were dismissed.
+    """
+    conditions = [RunReport.status == RunReportStatus.REJECTED.value, RunReport.dismissed_at.is_(None)]
+    if dag_id is not None:
+        conditions.append(RunReport.dag_id == dag_id)
+    with session_scope(engine) as session:
+        return session.execute(update(RunReport).where(*conditions).values(dismissed_at=now or _now())).rowcount
+
+
+@dataclass(frozen=True)
+class RejectedSummary:
+    """Rejected reports: all of them, the new ones (neither requeued nor dismissed) per DAG, the latest new ones."""
+
+    total: int
+    new: int
+    new_by_dag: dict[str, int]
+    latest: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "new": self.new, "new_by_dag": dict(self.new_by_dag), "latest": self.latest}
+
+
+def rejected_summary(engine: Engine, *, latest: int = 10) -> RejectedSummary:
+    """Count the rejected reports, and list the ``latest`` new ones (newest first, JSON-ready)."""
+    rejected = RunReport.status == RunReportStatus.REJECTED.value
+    new = and_(rejected, RunReport.dismissed_at.is_(None))
+    with session_scope(engine) as session:
+        total = session.scalar(select(func.count()).select_from(RunReport).where(rejected)) or 0
+        by_dag = dict(session.execute(select(RunReport.dag_id, func.count()).where(new)
+                                      .group_by(RunReport.dag_id).order_by(RunReport.dag_id)).all())
+        rows = session.execute(select(RunReport.id, RunReport.dag_id, RunReport.run_id, RunReport.http_status,
+                                      RunReport.last_error, RunReport.updated_at)
+                               .where(new).order_by(RunReport.id.desc()).limit(latest)).all()
+    return RejectedSummary(total, sum(by_dag.values()), by_dag, [
+        {"id": report_id, "dag_id": dag_id, "run_id": run_id, "http_status": http_status, "last_error": error,
+         "rejected_at": rejected_at.isoformat() if rejected_at else None}
+        for report_id, dag_id, run_id, http_status, error, rejected_at in rows])
 
 
 def list_reports(engine: Engine, *, dag_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

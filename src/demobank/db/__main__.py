@@ -7,8 +7,9 @@ The database is the Airflow connection ``demobank_db`` (or ``DEMOBANK_DB_URL``, 
     python -m demobank.db check
     python -m demobank.db seed [--count 50] [--seed N] [--today YYYY-MM-DD] [--refresh]
 
-Exit status: 0 on success, 1 when ``check`` finds differences or ``seed`` finds an unmigrated database,
-2 for a configuration error (unsupported or missing connection).
+Exit status: 0 on success, 1 when ``check`` finds differences or ``seed`` finds an unmigrated database or one
+that is not the suite's (other tables and no seed marker, see :mod:`demobank.db.seed_marker`), 2 for a
+configuration error (unsupported or missing connection).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from demobank.db.engine import database_url, get_engine, safe_url
 from demobank.db.migrate import current_revision, ensure_database, head_revision, schema_diff, upgrade
 from demobank.db.seed import DEFAULT_SEED, MAX_CUSTOMERS, seed_demo_customers
+from demobank.db.seed_marker import ForeignDatabaseError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -110,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # ConfigurationError, bad --count, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ForeignDatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except SQLAlchemyError as exc:
         print(f"error: database operation failed: {exc}", file=sys.stderr)
         return 1

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from demobank.db.engine import create_demobank_engine, database_url, get_engine, safe_url
 from demobank.db.models import Base
+from demobank.db.seed_marker import MARKER_TABLE
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +138,14 @@ def schema_diff(url: str | None = None) -> list[Any]:
     :return: the differences; empty when the migrations and the models agree.
     """
     with get_engine(url).connect() as connection:
-        context = _migration_context(connection, compare_type=True, target_metadata=Base.metadata)
+        context = _migration_context(connection, compare_type=True, target_metadata=Base.metadata,
+                                     include_name=_not_the_seed_marker)
         return compare_metadata(context, Base.metadata)
+
+
+def _not_the_seed_marker(name: str | None, type_: str, _parent_names: Any) -> bool:
+    """The demo seeds' marker table (:mod:`demobank.db.seed_marker`) is not part of the suite's schema."""
+    return not (type_ == "table" and name == MARKER_TABLE)
 
 
 def ensure_database(url: str | None = None) -> bool:

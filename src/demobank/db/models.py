@@ -14,6 +14,8 @@ Tables:
   event and matching target (see :class:`OutboxEvent`).
 * ``target_audit`` -- who created, changed, enabled, disabled, pinged or replayed which event target, and when (see
   :class:`TargetAuditEntry`).
+* ``event_target_health`` -- per event target: its current failure streak, backoff and automatic pause (see
+  :class:`EventTargetHealth`; read and written through :mod:`demobank.events.target_health`).
 * ``run_reports`` -- the Data Factory's reports of finished DAG runs to Monte Carlo, written before they are sent
   and re-sent by a sweep until Monte Carlo accepts them (see :class:`RunReport`).
 * ``data_quality_runs``, ``data_quality_tables``, ``data_quality_checks`` -- the Data Factory's data quality record:
@@ -79,14 +81,18 @@ class Provider(StrEnum):
 class DeliveryStatus(StrEnum):
     """Where a delivery stands.
 
-    ``pending``: recorded before the provider is called (a retry finding it must not assume it was sent
-    or not sent without checking); ``accepted``: the provider accepted it (``provider_message_id`` set);
-    ``failed``: the provider rejected it (``error_code`` / ``error_message`` set).
+    ``pending``: recorded before the provider is called (with ``attempts > 0``, an attempt died before it
+    recorded the answer: the provider is asked before it is sent again); ``accepted``: the provider accepted it
+    (``provider_message_id`` set); ``failed``: provably not accepted (the provider refused it, or the request
+    never reached it; ``error_code`` / ``error_message`` set); ``unknown``: the provider may have accepted it
+    (a read timeout, a reset after the request was written, a 5xx): it is looked up at the provider, never
+    resent blindly.
     """
 
     PENDING = "pending"
     ACCEPTED = "accepted"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 def utcnow() -> datetime:
@@ -152,6 +158,7 @@ class Delivery(Base):
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index(None, "dag_id", "run_id"),
         Index(None, "status", "created_at"),
+        Index(None, "claimed_by"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -171,6 +178,14 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
     )
+    claimed_by: Mapped[str | None] = mapped_column(String(500))
+    """The task try that holds (or last held) the row: only it sends the message and records the outcome."""
+    lease_until: Mapped[datetime | None] = mapped_column()
+    """Until when ``claimed_by`` holds the row; NULL or past: any task may claim it."""
+    attempt_id: Mapped[str | None] = mapped_column(String(64))
+    """The latest send request carrying this message (one per SMS, one per e-mail request of many recipients)."""
+    attempted_at: Mapped[datetime | None] = mapped_column()
+    """When that request started (a lookup can prove a message absent only some time after it)."""
 
     def __repr__(self) -> str:
         return (
@@ -329,6 +344,7 @@ class EventDelivery(Base):
     claimed_until: Mapped[datetime | None]
     delivered_at: Mapped[datetime | None]
     external_id: Mapped[str | None] = mapped_column(String(200))
+    dismissed_at: Mapped[datetime | None]  # a dead letter an operator dismissed (no longer "new"); see target_health
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
@@ -339,6 +355,38 @@ class EventDelivery(Base):
             f"EventDelivery(event_id={self.event_id!r}, target_id={self.target_id!r}, status={self.status!r}, "
             f"attempts={self.attempts!r})"
         )
+
+
+class EventTargetHealth(Base):
+    """How an event target is doing: its current streak of failed publishes, when the dispatcher may try it again
+    (backoff), and whether it paused itself. One row per target that ever failed; no row is a healthy target.
+
+    ``failure_count`` and ``failing_since`` describe the current streak (0 and null once a publish succeeds or the
+    target is resumed); ``next_attempt_at`` is when the next probe may be claimed (also the probe's lease while it
+    runs); ``paused_at`` and ``paused_reason`` are set when the streak lasted longer than the pause limit: the target
+    is not dispatched until it is resumed (or enabled). ``last_error`` and ``last_failure_at`` stay as history.
+    """
+
+    __tablename__ = "event_target_health"
+    __table_args__ = (CheckConstraint("failure_count >= 0", name="failure_count_not_negative"),)
+
+    target_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("event_targets.id", ondelete="CASCADE"), primary_key=True
+    )
+    failure_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_since: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_failure_at: Mapped[datetime | None]
+    next_attempt_at: Mapped[datetime | None]
+    paused_at: Mapped[datetime | None]
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()
+    )
+
+    def __repr__(self) -> str:
+        return (f"EventTargetHealth(target_id={self.target_id!r}, failure_count={self.failure_count!r}, "
+                f"paused_at={self.paused_at!r})")
 
 
 class TargetAuditEntry(Base):
@@ -420,6 +468,7 @@ class RunReport(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime | None]
     accepted_at: Mapped[datetime | None]
+    dismissed_at: Mapped[datetime | None]  # a rejected report an operator dismissed (no longer "new")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=func.current_timestamp())
     updated_at: Mapped[datetime] = mapped_column(
         default=utcnow, onupdate=utcnow, server_default=func.current_timestamp()

@@ -4,6 +4,10 @@
 workflow: phone numbers in the range that North American numbering reserves for fiction
 (``+1 NPA 555 0100`` to ``0199``), e-mail addresses at ``example.com`` (reserved by RFC 2606), and every
 fifth customer due today, every fifth (offset by one) due tomorrow, relative to the ``today`` given.
+
+The seed writes only into a database that is the suite's: one that holds nothing but the suite's migrated tables
+(it then marks it as a demo database, see :mod:`demobank.db.seed_marker`) or one it marked before. A database that
+also holds tables of something else is refused, untouched.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 
 from demobank.db.engine import session_scope
-from demobank.db.models import DemoCustomer
+from demobank.db.migrate import VERSION_TABLE
+from demobank.db.models import Base, DemoCustomer
+from demobank.db.seed_marker import claim_for_seeding
 
 DEFAULT_SEED = 20_240_601
 """The seed ``make run`` uses, so every machine gets the same customers."""
@@ -39,6 +45,9 @@ _CURRENCIES = ("USD",) * 8 + ("EUR", "GBP")
 
 MAX_CUSTOMERS = len(_AREA_CODES) * 100
 """How many distinct fictional phone numbers (and so customers) the generator has."""
+
+SEEDER = "demo_customers"
+"""This seed's name in the seed marker."""
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,11 @@ def seed_demo_customers(
     :param today: the date "due today" refers to; ``None`` for today's date in UTC.
     :param refresh: overwrite existing customers with the generated values.
     :return: how many customers were inserted, updated and left unchanged.
+    :raises ForeignDatabaseError: the database also holds tables that are not the suite's, and no marker of this
+        seed; nothing was written.
     """
     rows = generate_demo_customers(count, seed, today)
+    claim_for_seeding(engine, SEEDER, own_tables={*Base.metadata.tables, VERSION_TABLE})
     ids = [row["customer_id"] for row in rows]
     for _attempt in range(3):  # Another process may insert the same ids between our read and our write.
         try:

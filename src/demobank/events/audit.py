@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 
 from demobank.db.models import TargetAuditEntry
 
-ACTIONS: tuple[str, ...] = ("created", "changed", "enabled", "disabled", "pinged", "replayed", "requeued", "paused",
-                            "resumed")
-"""What an entry can record (``requeued``, ``paused``, ``resumed``: a target's dead letters and health)."""
+ACTIONS: tuple[str, ...] = ("created", "changed", "enabled", "disabled", "pinged", "replayed", "requeued", "dismissed",
+                            "paused", "resumed")
+"""What an entry can record (``requeued``, ``dismissed``: a target's dead letters; ``paused``, ``resumed``: its
+health, see :mod:`demobank.events.target_health`)."""
 
 MAX_ACTOR_LENGTH = 250
 MAX_LIMIT = 1000

@@ -3,39 +3,63 @@
 One round (:func:`dispatch_once`):
 
 1. :func:`claim_batch` claims up to ``limit`` ``pending`` ``event_deliveries`` rows that are due (``next_attempt_at``
-   null or past) and free (no claim, or an expired lease), in outbox ``sequence`` order, by setting ``claimed_by``
-   and ``claimed_until`` in one transaction. PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE``;
-   SQLite: the engine opens every transaction with ``BEGIN IMMEDIATE``, which serialises writers, and the ``UPDATE``
-   is guarded by the claim condition; on both the rows actually claimed are read back by worker and lease.
-2. The claimed deliveries are grouped by target; each target's publisher (``publisher_factory(target)``) publishes
-   its envelopes. A failure of one target never stops the others.
-3. Outcomes are written after the publish returned, only to rows still claimed by this worker with this lease:
-   delivered (``delivered_at``, ``external_id``); a transient failure is retried later with exponential backoff and
-   jitter; a permanent failure of the event, or ``max_attempts`` reached, is a dead letter (``status = 'dead'``,
-   ``last_error`` says why); a target error (credentials, missing bus) releases the target's deliveries with
-   backoff and an error naming the target, without counting against the event.
+   null or past) and free (no claim, or an expired lease), to enabled targets that are healthy (no failure streak,
+   not paused), in outbox ``sequence`` order, by setting ``claimed_by`` and ``claimed_until`` in one transaction.
+   PostgreSQL: ``SELECT … FOR UPDATE SKIP LOCKED`` then ``UPDATE``; SQLite: the engine opens every transaction with
+   ``BEGIN IMMEDIATE``, which serialises writers, and the ``UPDATE`` is guarded by the claim condition; on both the
+   rows actually claimed are read back by worker and lease.
+2. Each failing target whose backoff is over gets one *probe*: at most ``policy.probe_size`` of its oldest due
+   deliveries (:mod:`demobank.events.target_health`). A failing target is not claimed otherwise: a broken target
+   costs one small batch per backoff period, whatever its backlog, and other targets keep their pace.
+3. The claimed deliveries are grouped by target and published in batches of ``publish_batch``; before each batch
+   the round's lease is renewed (rows another worker took over meanwhile are left to it), so a long round never
+   loses its claims mid-way. A failure of one target never stops the others.
+4. Outcomes are written after each publish returned, only to rows still claimed by this worker with this lease:
+   delivered (``delivered_at``, ``external_id``); a transient failure of an event is retried later with exponential
+   backoff and jitter; a permanent failure of the event, or ``max_attempts`` reached, is a dead letter
+   (``status = 'dead'``, ``last_error`` says why). A batch the target could not take at all (credentials, missing
+   bus, every event of several failing transiently) is a *target failure*: the batch's attempts count, the rest of the
+   target's claim is released untouched (its attempt given back), and the target backs off as a whole, then pauses
+   itself after ``policy.pause_after`` of continuous failure.
 
 Delivery is at least once: a worker that dies mid-batch leaves its rows claimed until the lease expires; another
 worker then claims and publishes them again. Duplicates carry the same envelope ``id``. A claim counts as an
 attempt, so an event that every dispatcher dies on (``max_attempts`` claims without an outcome) is dead-lettered
-instead of stalling the deliveries behind it; a target error gives the attempt back.
+instead of stalling the deliveries behind it; deliveries released without being published give the attempt back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, case, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent, TargetKind
+from demobank.db.models import (
+    EventDelivery,
+    EventDeliveryStatus,
+    EventTarget,
+    EventTargetHealth,
+    OutboxEvent,
+    TargetKind,
+)
 from demobank.events.eventbridge import Delivered, Failed, PublishResult
+from demobank.events.target_health import (
+    DEFAULT_POLICY,
+    TargetHealthPolicy,
+    due_probes,
+    exponential_backoff,
+    give_back_probe,
+    healthy_clause,
+    record_failure,
+    record_success,
+    take_probe,
+)
 from demobank.events.targets import settings_of
 
 log = logging.getLogger(__name__)
@@ -43,6 +67,8 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 500
 DEFAULT_LEASE_SECONDS = 120
 DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_PUBLISH_BATCH = 100
+"""Deliveries of one target published between two renewals of the round's lease."""
 
 _PENDING = EventDeliveryStatus.PENDING.value
 _DELIVERED = EventDeliveryStatus.DELIVERED.value
@@ -55,19 +81,6 @@ def _now(now: datetime | None) -> datetime:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"naive datetime {now.isoformat()} has no time zone: pass an aware datetime (UTC)")
     return now.astimezone(UTC)
-
-
-def exponential_backoff(base: float = 30.0, cap: float = 3600.0, jitter: float = 0.2) -> Callable[[int], timedelta]:
-    """Return a backoff function: attempt ``n`` (1-based) waits ``min(cap, base * 2**(n-1))`` seconds plus up to
-    ``jitter`` times that at random (so that retries of many events spread out)."""
-    if base < 0 or cap < 0 or jitter < 0:
-        raise ValueError(f"backoff base ({base}), cap ({cap}) and jitter ({jitter}) must not be negative")
-
-    def backoff(attempt: int) -> timedelta:
-        delay = min(cap, base * 2 ** max(0, attempt - 1))
-        return timedelta(seconds=delay * (1 + random.uniform(0, jitter)))
-
-    return backoff
 
 
 DEFAULT_BACKOFF = exponential_backoff()
@@ -141,7 +154,7 @@ def default_publisher(target: Target) -> Publisher:
 
 @dataclass
 class DispatchReport:
-    """What one or more dispatch rounds did (counts of deliveries)."""
+    """What one or more dispatch rounds did (counts of deliveries; ``probes``: failing targets probed)."""
 
     claimed: int = 0
     delivered: int = 0
@@ -150,7 +163,10 @@ class DispatchReport:
     released: int = 0
     unrecorded: int = 0
     rounds: int = 0
+    probes: int = 0
     target_errors: dict[str, str] = field(default_factory=dict)
+    paused: dict[str, str] = field(default_factory=dict)
+    """Targets this dispatch paused, with the reason."""
 
     def add(self, other: DispatchReport) -> None:
         """Add another report's counts to this one."""
@@ -161,27 +177,32 @@ class DispatchReport:
         self.released += other.released
         self.unrecorded += other.unrecorded
         self.rounds += other.rounds
+        self.probes += other.probes
         self.target_errors.update(other.target_errors)
+        self.paused.update(other.paused)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable summary (for XCom)."""
         return {"claimed": self.claimed, "delivered": self.delivered, "retried": self.retried, "dead": self.dead,
                 "released": self.released, "unrecorded": self.unrecorded, "rounds": self.rounds,
-                "target_errors": dict(self.target_errors)}
+                "probes": self.probes, "target_errors": dict(self.target_errors), "paused": dict(self.paused)}
 
 
 # -- claiming ---------------------------------------------------------------------------------------------
 
 
 def claim_batch(engine: Engine, worker_id: str, *, target_id: int | None = None, limit: int = DEFAULT_LIMIT,
-                lease_seconds: float = DEFAULT_LEASE_SECONDS, now: datetime | None = None) -> list[Claimed]:
-    """Claim up to ``limit`` due, free, pending deliveries (to enabled targets) for ``worker_id``, in outbox order.
+                lease_seconds: float = DEFAULT_LEASE_SECONDS, now: datetime | None = None,
+                healthy_only: bool = True) -> list[Claimed]:
+    """Claim up to ``limit`` due, free, pending deliveries (to enabled, unpaused targets) for ``worker_id``, in
+    outbox order.
 
     Two workers running at once never get the same rows.
 
     :param target_id: only deliveries to this target.
     :param lease_seconds: how long the claim holds; after it another worker may claim the rows again.
     :param now: the current time (tests inject it).
+    :param healthy_only: skip targets with a failure streak (they get probes instead); False for a probe.
     :return: the claimed deliveries, ordered by outbox sequence.
     """
     if not worker_id:
@@ -198,7 +219,9 @@ def claim_batch(engine: Engine, worker_id: str, *, target_id: int | None = None,
         select(EventDelivery.event_id, EventDelivery.target_id)
         .join(OutboxEvent, OutboxEvent.id == EventDelivery.event_id)
         .join(EventTarget, EventTarget.id == EventDelivery.target_id)
-        .where(EventDelivery.status == _PENDING, EventTarget.enabled.is_(True), due, free)
+        .outerjoin(EventTargetHealth, EventTargetHealth.target_id == EventDelivery.target_id)
+        .where(EventDelivery.status == _PENDING, EventTarget.enabled.is_(True), due, free,
+               healthy_clause() if healthy_only else EventTargetHealth.paused_at.is_(None))
         .order_by(OutboxEvent.sequence, EventDelivery.target_id)
         .limit(limit)
     )
@@ -267,6 +290,50 @@ def _group(claimed: Iterable[Claimed]) -> dict[int, list[Claimed]]:
     return groups
 
 
+Clock = Callable[[], datetime]
+
+
+def _clock(now: datetime | None, clock: Clock | None) -> Clock:
+    if clock is not None:
+        return lambda: _now(clock())
+    if now is not None:
+        fixed = _now(now)
+        return lambda: fixed
+    return lambda: datetime.now(UTC)
+
+
+@dataclass
+class _Lease:
+    """The lease of one round's claims (every claim of a round shares ``until``), renewed batch by batch."""
+
+    engine: Engine
+    worker_id: str
+    until: datetime
+    seconds: float
+    clock: Clock
+
+    def renew(self) -> set[tuple[str, int]] | None:
+        """Extend the lease of every row this round still holds, once less than half of it is left; return those
+        rows (``None``: not renewed yet). Rows missing from the answer were taken over by another worker.
+
+        Renewed before each batch, so a round of any length keeps its claims as long as one batch takes less than
+        half the lease."""
+        now = self.clock()
+        if self.until - now > timedelta(seconds=self.seconds / 2):
+            return None
+        until = now + timedelta(seconds=self.seconds)
+        table = EventDelivery.__table__
+        with Session(self.engine) as session, session.begin():
+            held = {(event_id, target_id) for event_id, target_id in session.execute(
+                update(table)
+                .where(table.c.claimed_by == self.worker_id, table.c.claimed_until == self.until,
+                       table.c.status == _PENDING)
+                .values(claimed_until=until)
+                .returning(table.c.event_id, table.c.target_id))}
+        self.until = until
+        return held
+
+
 def _publish(target: Target, items: list[Claimed], factory: PublisherFactory) -> PublishResult | str:
     """Publish one target's envelopes; return the result, or an error text naming the target."""
     try:
@@ -276,6 +343,23 @@ def _publish(target: Target, items: list[Claimed], factory: PublisherFactory) ->
         log.exception("target %r (id %d): publishing failed", target.name, target.id)
         return (f"target {target.name!r} (id {target.id}) could not publish: {type(error).__name__}: {error} — "
                 "check the target's config and connection")
+
+
+def _target_failure(target: Target, items: list[Claimed], result: PublishResult | str) -> str | None:
+    """Why the target as a whole could not take this batch, or None: the publisher raised, an error about the
+    target itself (credentials, access, missing bus), or every event of a batch of several failed transiently (the
+    endpoint is down; one event alone failing transiently is that event's retry)."""
+    if isinstance(result, str):
+        return result
+    outcomes = [result.get(item.event_id) for item in items]
+    fatal = next((o for o in outcomes if isinstance(o, Failed) and o.target_error), None)
+    if fatal is not None:
+        return f"target {target.name!r} (id {target.id}): {fatal.code}: {fatal.message}"
+    if len(outcomes) > 1 and all(isinstance(o, Failed) and o.transient for o in outcomes):
+        first = outcomes[0]
+        return (f"target {target.name!r} (id {target.id}) accepted none of {len(items)} event(s): {first.code}: "
+                f"{first.message}")
+    return None
 
 
 def _record_delivered(session: Session, worker_id: str, target: Target, claimed_until: datetime,
@@ -303,31 +387,42 @@ def _record_delivered(session: Session, worker_id: str, target: Target, claimed_
                         "not recorded", worker_id, event_id, target.name)
 
 
-def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed], result: PublishResult | str,
-            *, max_attempts: int, backoff: Callable[[int], timedelta], now: datetime,
-            report: DispatchReport) -> None:
-    """Write the outcome of each delivery of one target, only to rows this worker still holds."""
+def _record(engine: Engine, worker_id: str, claimed_until: datetime, target: Target, items: list[Claimed],
+            result: PublishResult | str, *, max_attempts: int, backoff: Callable[[int], timedelta], now: datetime,
+            report: DispatchReport, released: str | None = None) -> None:
+    """Write the outcome of each delivery of one target, only to rows this worker still holds.
+
+    :param released: these deliveries were not published (the target failed on an earlier batch): give their
+        attempt back, with this error.
+    """
     with Session(engine) as session, session.begin():
         delivered = {item.event_id: outcome for item in items
                      if isinstance(result, PublishResult) and isinstance(outcome := result.get(item.event_id),
                                                                          Delivered)}
         if delivered:
-            _record_delivered(session, worker_id, target, items[0].claimed_until, delivered, now, report)
+            _record_delivered(session, worker_id, target, claimed_until, delivered, now, report)
         for item in items:
             if item.event_id in delivered:
                 continue
-            values: dict[str, Any] = {"claimed_by": None, "claimed_until": None}
+            values: dict[str, Any] = {"claimed_by": None, "claimed_until": None, "updated_at": now}
             outcome = result.get(item.event_id) if isinstance(result, PublishResult) else None
-            if isinstance(result, str) or (isinstance(outcome, Failed) and outcome.target_error):
+            attempts = item.attempts + 1
+            if released is not None:
+                values.update(last_error=released, attempts=item.attempts)  # not sent: the attempt is given back
+                kind = "released"
+            elif isinstance(result, str) or (isinstance(outcome, Failed) and outcome.target_error):
                 message = result if isinstance(result, str) else (
                     f"target {target.name!r} (id {target.id}): {outcome.code}: {outcome.message}")
-                report.target_errors[target.name] = message
-                # Not the event's fault: the claim's attempt is given back.
-                values.update(last_error=message, attempts=item.attempts,
-                              next_attempt_at=now + backoff(item.attempts + 1))
-                kind = "released"
+                if attempts >= max_attempts:
+                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None, dismissed_at=None,
+                                  last_error=f"gave up after {attempts} attempts (max_attempts {max_attempts}): "
+                                             f"{message}")
+                    kind = "dead"
+                else:
+                    # The target backs off as a whole (event_target_health): no backoff of the event's own.
+                    values.update(attempts=attempts, last_error=message, next_attempt_at=None)
+                    kind = "retried"
             else:
-                attempts = item.attempts + 1
                 if isinstance(outcome, _Abandoned):
                     failed = Failed("DispatcherDied", outcome.message, False)
                 elif outcome is None:
@@ -336,11 +431,11 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
                     failed = outcome
                 error = f"{failed.code}: {failed.message}"
                 if not failed.transient:
-                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None,
+                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None, dismissed_at=None,
                                   last_error=f"permanent failure at target {target.name!r}: {error}")
                     kind = "dead"
                 elif attempts >= max_attempts:
-                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None,
+                    values.update(status=_DEAD, attempts=attempts, next_attempt_at=None, dismissed_at=None,
                                   last_error=f"gave up after {attempts} attempts (max_attempts {max_attempts}) at "
                                              f"target {target.name!r}; last error {error}")
                     kind = "dead"
@@ -351,7 +446,7 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
                 update(EventDelivery)
                 .where(EventDelivery.event_id == item.event_id, EventDelivery.target_id == target.id,
                        EventDelivery.status == _PENDING, EventDelivery.claimed_by == worker_id,
-                       EventDelivery.claimed_until == item.claimed_until)
+                       EventDelivery.claimed_until == claimed_until)
                 .values(**values)
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -363,41 +458,118 @@ def _record(engine: Engine, worker_id: str, target: Target, items: list[Claimed]
                             "not recorded", worker_id, item.event_id, target.name, kind)
 
 
+@dataclass
+class _Round:
+    """What every target's dispatch in one round shares."""
+
+    engine: Engine
+    worker_id: str
+    factory: PublisherFactory
+    lease: _Lease
+    report: DispatchReport
+    max_attempts: int
+    backoff: Callable[[int], timedelta]
+    policy: TargetHealthPolicy
+    publish_batch: int
+
+    def record(self, target: Target, items: list[Claimed], result: PublishResult | str,
+               released: str | None = None) -> None:
+        _record(self.engine, self.worker_id, self.lease.until, target, items, result, max_attempts=self.max_attempts,
+                backoff=self.backoff, now=self.lease.clock(), report=self.report, released=released)
+
+    def still_held(self, target: Target, items: list[Claimed]) -> list[Claimed]:
+        """Renew the round's lease; drop (and count) the items another worker took over."""
+        held = self.lease.renew()
+        if held is None:
+            return items
+        kept = [item for item in items if (item.event_id, target.id) in held]
+        for item in items:
+            if (item.event_id, target.id) not in held:
+                self.report.unrecorded += 1
+                log.warning("dispatcher %s lost its claim on event %s for target %r before publishing it (another "
+                            "worker took it over): left to that worker", self.worker_id, item.event_id, target.name)
+        return [replace(item, claimed_until=self.lease.until) for item in kept]
+
+    def dispatch_target(self, target: Target, items: list[Claimed]) -> None:
+        """Publish one target's claimed deliveries batch by batch; stop at its first failure."""
+        # Deliveries claimed max_attempts times without an outcome: the dispatchers died publishing them (killed,
+        # out of memory, a crash in a library). Dead-lettered, not sent again, so they cannot stall the rest.
+        abandoned = [item for item in items if item.attempts >= self.max_attempts]
+        if abandoned:
+            self.record(target, abandoned, PublishResult(
+                {item.event_id: _Abandoned(f"claimed {item.attempts} times by dispatchers that never recorded an "
+                                           "outcome (they died while publishing it): not sent again; check the "
+                                           "dispatcher's logs, then replay it") for item in abandoned}, requests=0))
+            items = [item for item in items if item.attempts < self.max_attempts]
+        published = False
+        while items:
+            items = self.still_held(target, items)
+            batch, items = items[:self.publish_batch], items[self.publish_batch:]
+            if not batch:
+                break
+            result = _publish(target, batch, self.factory)
+            failure = _target_failure(target, batch, result)
+            self.record(target, batch, result)
+            if failure is None:
+                published = True
+                continue
+            self.report.target_errors[target.name] = failure
+            outcome = record_failure(self.engine, target.id, target.name, failure, now=self.lease.clock(),
+                                     policy=self.policy)
+            if outcome.paused_reason is not None:
+                self.report.paused[target.name] = outcome.paused_reason
+            if items:  # the rest of the target's claim waits for its backoff, unsent
+                self.record(target, items, PublishResult({}, requests=0),
+                            released=f"not sent: {failure} (the target backs off; failure {outcome.failures} in a "
+                                     "row)")
+            return
+        if published:
+            record_success(self.engine, target.id)
+
+
 def dispatch_once(engine: Engine, worker_id: str, publisher_factory: PublisherFactory | None = None, *,
                   target_id: int | None = None, limit: int = DEFAULT_LIMIT,
                   lease_seconds: float = DEFAULT_LEASE_SECONDS, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
-                  backoff: Callable[[int], timedelta] = DEFAULT_BACKOFF, now: datetime | None = None) -> DispatchReport:
-    """Claim one batch, publish it target by target, record every outcome; see the module docstring.
+                  backoff: Callable[[int], timedelta] = DEFAULT_BACKOFF, policy: TargetHealthPolicy = DEFAULT_POLICY,
+                  publish_batch: int = DEFAULT_PUBLISH_BATCH, now: datetime | None = None,
+                  clock: Clock | None = None) -> DispatchReport:
+    """Claim one batch (and probes of failing targets), publish it target by target, record every outcome; see the
+    module docstring.
 
     :param publisher_factory: builds a target's publisher; :func:`default_publisher` (by kind) by default.
-    :param max_attempts: a delivery that failed transiently this many times is dead-lettered.
-    :param backoff: attempt number → wait before the next attempt.
+    :param max_attempts: a delivery that failed this many times is dead-lettered.
+    :param backoff: attempt number → wait before an event's next attempt after a transient failure of its own.
+    :param policy: the backoff, probe size and pause limit of failing targets.
+    :param publish_batch: deliveries of one target per publish call (the lease is renewed between them).
+    :param now: a fixed current time (tests); ``clock``: a function giving the current time (tests that let time
+        pass within a round).
     """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+    if publish_batch < 1:
+        raise ValueError(f"publish_batch must be at least 1, got {publish_batch}")
     factory = publisher_factory or default_publisher
-    current = _now(now)
+    time_now = _clock(now, clock)
+    current = time_now()
     claimed = claim_batch(engine, worker_id, target_id=target_id, limit=limit, lease_seconds=lease_seconds,
                           now=current)
-    report = DispatchReport(claimed=len(claimed), rounds=1)
+    until = current + timedelta(seconds=lease_seconds)
+    probes = 0
+    for failing_id in due_probes(engine, now=current, target_id=target_id):
+        if not take_probe(engine, failing_id, now=current, until=until):
+            continue
+        probe = claim_batch(engine, worker_id, target_id=failing_id, limit=policy.probe_size,
+                            lease_seconds=lease_seconds, now=current, healthy_only=False)
+        if probe:
+            probes += 1
+            claimed += probe
+        else:
+            give_back_probe(engine, failing_id, now=current, until=until)
+    report = DispatchReport(claimed=len(claimed), rounds=1, probes=probes)
+    round_ = _Round(engine, worker_id, factory, _Lease(engine, worker_id, until, lease_seconds, time_now), report,
+                    max_attempts, backoff, policy, publish_batch)
     for items in _group(claimed).values():
-        target = items[0].target
-        # Deliveries claimed max_attempts times without an outcome: the dispatchers died publishing them (killed,
-        # out of memory, a crash in a library). Dead-lettered, not sent again, so they cannot stall the rest.
-        abandoned = [item for item in items if item.attempts >= max_attempts]
-        if abandoned:
-            _record(engine, worker_id, target, abandoned, PublishResult(
-                {item.event_id: _Abandoned(f"claimed {item.attempts} times by dispatchers that never recorded an "
-                                           "outcome (they died while publishing it): not sent again; check the "
-                                           "dispatcher's logs, then replay it") for item in abandoned}, requests=0),
-                    max_attempts=max_attempts, backoff=backoff,
-                    now=current if now is not None else datetime.now(UTC), report=report)
-            items = [item for item in items if item.attempts < max_attempts]
-            if not items:
-                continue
-        result = _publish(target, items, factory)
-        _record(engine, worker_id, target, items, result, max_attempts=max_attempts, backoff=backoff,
-                now=current if now is not None else datetime.now(UTC), report=report)
+        round_.dispatch_target(items[0].target, items)
     log.info("dispatcher %s: %s", worker_id, report.as_dict())
     return report
 

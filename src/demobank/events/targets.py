@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
 from demobank.events import audit
 from demobank.events.filters import check_type_filter_size, validate_match, validate_type_filter
+from demobank.events.target_health import TargetHealth, clear_streak, health_of
 from demobank.exceptions import DemoBankError
 from demobank.limits import limited
 
@@ -167,6 +168,8 @@ class TargetView(BaseModel):
     updated_at: datetime
     deliveries: dict[str, int]
     last_error: str | None = None
+    health: TargetHealth | None = None
+    """Failure streak, backoff, pause and dead letters (see :mod:`demobank.events.target_health`)."""
 
 
 def validation_problems(error: ValidationError, what: str = "target") -> list[dict[str, str]]:
@@ -225,11 +228,12 @@ def _last_errors(session: Session, target_ids: Sequence[int]) -> dict[int, str]:
     return errors
 
 
-def _view(row: EventTarget, counts: dict[str, int], last_error: str | None) -> TargetView:
+def _view(row: EventTarget, counts: dict[str, int], last_error: str | None,
+          health: TargetHealth | None = None) -> TargetView:
     return TargetView(id=row.id, name=row.name, kind=row.kind, description=row.description,
                       event_types=list(row.event_types or []), match=row.match, enabled=row.enabled,
                       config=dict(row.config or {}), created_at=row.created_at, updated_at=row.updated_at,
-                      deliveries=counts, last_error=last_error)
+                      deliveries=counts, last_error=last_error, health=health)
 
 
 def list_targets(engine: Engine) -> list[TargetView]:
@@ -237,8 +241,8 @@ def list_targets(engine: Engine) -> list[TargetView]:
     with Session(engine) as session:
         rows = list(session.scalars(select(EventTarget).order_by(EventTarget.id)))
         ids = [row.id for row in rows]
-        counts, errors = _counts(session, ids), _last_errors(session, ids)
-        return [_view(row, counts[row.id], errors.get(row.id)) for row in rows]
+        counts, errors, health = _counts(session, ids), _last_errors(session, ids), health_of(session, ids)
+        return [_view(row, counts[row.id], errors.get(row.id), health[row.id]) for row in rows]
 
 
 def _get(session: Session, target_id: int) -> EventTarget:
@@ -252,7 +256,8 @@ def get_target(engine: Engine, target_id: int) -> TargetView:
     """One target with its delivery counts and latest error."""
     with Session(engine) as session:
         row = _get(session, target_id)
-        return _view(row, _counts(session, [row.id])[row.id], _last_errors(session, [row.id]).get(row.id))
+        return _view(row, _counts(session, [row.id])[row.id], _last_errors(session, [row.id]).get(row.id),
+                     health_of(session, [row.id])[row.id])
 
 
 def _name_taken(name: str) -> TargetConflictError:
@@ -311,7 +316,8 @@ def update_target(engine: Engine, target_id: int, spec: TargetSpec, *, actor: st
 
 
 def set_enabled(engine: Engine, target_id: int, enabled: bool, *, actor: str) -> TargetView:
-    """Enable or disable a target (a disabled one gets no new deliveries; queued ones wait).
+    """Enable or disable a target (a disabled one gets no new deliveries; queued ones wait). Enabling also resumes
+    a paused target and forgets its failure streak.
 
     :param actor: who does it (recorded as ``enabled`` or ``disabled``, with the state before).
     """
@@ -321,6 +327,8 @@ def set_enabled(engine: Engine, target_id: int, enabled: bool, *, actor: str) ->
         row.enabled = enabled
         audit.record(session, actor=actor, action="enabled" if enabled else "disabled", target_id=target_id,
                      target_name=row.name, details={"enabled": {"before": before, "after": enabled}})
+        if enabled:
+            clear_streak(session, target_id)
         session.commit()
     return get_target(engine, target_id)
 
@@ -432,30 +440,56 @@ def specs_from_settings(path: Path | str) -> list[TargetSpec]:
     return specs
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m demobank.events.targets import airflow_settings.yaml`` | ``list``."""
+def _import_command(args: argparse.Namespace) -> int:
     from demobank.db.engine import get_engine
 
-    parser = argparse.ArgumentParser(prog="python -m demobank.events.targets", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+    specs = specs_from_settings(args.settings_file)
+    for name, what in import_targets(get_engine(), specs, overwrite=args.overwrite).items():
+        print(f"event target {name!r}: {what}")
+    return 0
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    from demobank.db.engine import get_engine
+
+    print("id\tname\tkind\tstate\thealth\tevent types\tdeliveries")
+    for view in list_targets(get_engine()):
+        state = "enabled" if view.enabled else "disabled"
+        health = view.health or TargetHealth(state="ok")
+        condition = health.state
+        if health.state == "failing":
+            probe = f"{health.next_attempt_at:%H:%M:%S} UTC" if health.next_attempt_at else "now"
+            condition += f" ({health.failure_count} in a row, next probe {probe})"
+        if health.new_dead_letters:
+            condition += f", {health.new_dead_letters} new dead letter(s)"
+        print(f"{view.id}\t{view.name}\t{view.kind}\t{state}\t{condition}\t{','.join(view.event_types)}\t"
+              f"{view.deliveries}")
+        if health.state == "paused":
+            print(f"\t{health.paused_reason}")
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``import`` and ``list`` to a parser's subcommands (``demobank targets …`` and ``python -m``); each sets
+    ``handler`` (args → exit code)."""
     importing = commands.add_parser("import", help="create the targets of a settings file that do not exist yet")
     importing.add_argument("settings_file")
     importing.add_argument("--overwrite", action="store_true", help="also reset existing targets to the file's")
-    commands.add_parser("list", help="print every target")
+    importing.set_defaults(handler=_import_command)
+    commands.add_parser("list", help="print every target with its state, health and deliveries").set_defaults(
+        handler=_list_command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m demobank.events.targets import airflow_settings.yaml`` | ``list`` (also ``demobank targets …``)."""
+    parser = argparse.ArgumentParser(prog="python -m demobank.events.targets", description=__doc__.split("\n")[0])
+    add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:
-        if args.command == "import":
-            specs = specs_from_settings(args.settings_file)
-            for name, what in import_targets(get_engine(), specs, overwrite=args.overwrite).items():
-                print(f"event target {name!r}: {what}")
-        else:
-            for view in list_targets(get_engine()):
-                state = "enabled" if view.enabled else "disabled"
-                print(f"{view.id}\t{view.name}\t{view.kind}\t{state}\t{','.join(view.event_types)}\t{view.deliveries}")
+        return args.handler(args)
     except (TargetError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 - ``GET /health`` → ``{"status": "ok"}``
 - ``GET /messages?channel=sms|email|montecarlo&limit=100&to=...`` → ``{"count", "messages"}``, newest first
 - ``DELETE /messages[?channel=...]`` → ``{"deleted": n}``
-- ``GET /faults`` / ``PUT /faults`` (JSON :class:`~demobank.sandbox.faults.FaultConfig`) / ``DELETE /faults``
+- ``GET /faults`` / ``PUT /faults`` (JSON :class:`~demobank.sandbox.faults.FaultConfig`) / ``DELETE /faults``;
+  e.g. ``{"hang_rate": 0.1, "channels": ["sms"]}``: one Twilio send in ten is accepted, then never answered
 """
 
 from __future__ import annotations
@@ -75,15 +76,18 @@ def create_router(ctx: SandboxContext) -> APIRouter:
             return _bad_request(
                 "Invalid fault settings: fix the listed fields. Accepted: error_rate 0..1, error_statuses from "
                 "[429, 500, 502, 503, 504], latency_ms 0..60000, channels from ['sms', 'email', 'montecarlo'], "
-                "retry_after seconds.",
+                "retry_after seconds, hang_rate 0..1 (error_rate + hang_rate at most 1), hang_ms 1..300000, "
+                "seed (an integer, for reproducible faults).",
                 errors=problems,
             )
         await run_in_threadpool(store.set_faults, config)
+        ctx.reset_random()
         return json_response(config.to_dict())
 
     @router.delete("/faults")
     async def reset_faults() -> Response:
         config = await run_in_threadpool(store.reset_faults)
+        ctx.reset_random()
         return json_response(config.to_dict())
 
     return router

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 from typing import Any
 
+from starlette.requests import Request
 from starlette.responses import Response
 
+from demobank.sandbox.faults import FaultConfig
 from demobank.sandbox.settings import SandboxSettings
 from demobank.sandbox.store import SandboxStore
 
@@ -46,6 +49,26 @@ class InjectedFault:
 
 
 @dataclass(frozen=True)
+class Hang:
+    """A send to accept, record, and then never answer (see :attr:`FaultConfig.hang_rate`).
+
+    :param seconds: the longest the connection is held (``hang_ms``).
+    """
+
+    seconds: float
+
+    async def hold(self, request: Request, poll: float = 0.05) -> None:
+        """Keep the request unanswered until its client disconnects (it gave up) or :attr:`seconds` pass.
+
+        Only this request's coroutine waits: the server goes on serving every other request.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.seconds
+        while loop.time() < deadline and not await request.is_disconnected():
+            await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+
+
+@dataclass(frozen=True)
 class SandboxContext:
     """Settings and store of one sandbox app.
 
@@ -55,6 +78,20 @@ class SandboxContext:
 
     settings: SandboxSettings
     store: SandboxStore
+    _seeded: dict[str, random.Random] = field(default_factory=dict, compare=False, repr=False)
+
+    def reset_random(self) -> None:
+        """Forget the seeded generator: the next request with a ``seed`` starts its sequence again."""
+        self._seeded.clear()
+
+    def _random(self, config: FaultConfig) -> random.Random | None:
+        if config.seed is None:
+            return None
+        key = config.model_dump_json()
+        if key not in self._seeded:
+            self._seeded.clear()
+            self._seeded[key] = random.Random(config.seed)
+        return self._seeded[key]
 
     async def enter(self, channel: str) -> InjectedFault | None:
         """Apply the configured latency for ``channel`` and decide whether this request fails.
@@ -64,15 +101,26 @@ class SandboxContext:
         :param channel: ``sms``, ``email`` or ``montecarlo``.
         :return: the fault to answer with, or None.
         """
+        fault, _hang = await self.enter_send(channel, may_hang=False)
+        return fault
+
+    async def enter_send(self, channel: str, *, may_hang: bool = True) -> tuple[InjectedFault | None, Hang | None]:
+        """Like :meth:`enter`, for a request that sends a message: it may also be picked to hang.
+
+        :param channel: ``sms`` or ``email``.
+        :param may_hang: False for requests that must not hang.
+        :return: ``(fault, None)`` to refuse the request, ``(None, hang)`` to accept it and then hold it with
+            :meth:`Hang.hold`, ``(None, None)`` to answer normally.
+        """
         config = self.store.get_faults()
         if not config.applies_to(channel):
-            return None
+            return None, None
         if config.latency_ms:
             await asyncio.sleep(config.latency_ms / 1000)
-        status = config.pick_status()
-        if status is None:
-            return None
-        return InjectedFault(status=status, retry_after=config.retry_after)
+        status, hangs = config.pick(self._random(config), may_hang=may_hang)
+        if status is not None:
+            return InjectedFault(status=status, retry_after=config.retry_after), None
+        return None, Hang(config.hang_ms / 1000) if hangs else None
 
 
 def json_response(content: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:

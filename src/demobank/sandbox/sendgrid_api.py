@@ -21,6 +21,9 @@ recorded send that matches, newest first, each ``{"from_email", "msg_id", "subje
 
 An empty or missing ``query`` lists the newest recipients. Anything else is a 400 naming the ``query`` field.
 ``limit`` is 1..1000 (default 10). Sends made in sandbox mode were not recorded and are not listed.
+
+With the ``hang_rate`` fault, a mail send is recorded (and found by Email Activity at once: the sandbox has none of
+SendGrid's lag) like any accepted send, then left unanswered until the client gives up.
 """
 
 from __future__ import annotations
@@ -545,7 +548,7 @@ def create_router(ctx: SandboxContext) -> APIRouter:
 
     @router.post("/v3/mail/send")
     async def mail_send(request: Request) -> Response:
-        fault = await ctx.enter("email")
+        fault, hang = await ctx.enter_send("email")
         raw, size = await _read_limited(request, settings.sendgrid_max_body_bytes)
         if raw is None:
             return errors_response(
@@ -584,6 +587,8 @@ def create_router(ctx: SandboxContext) -> APIRouter:
             recipients=recipients,
             request=raw,
         )
+        if hang is not None:  # accepted and recorded (Email Activity finds it), but the client never hears of it
+            await hang.hold(request)
         return Response(status_code=202, headers={"X-Message-Id": message_id})
 
     return router

@@ -24,6 +24,9 @@ List filters (Twilio's names; unknown parameters are ignored, as Twilio does):
 Order is newest first (by record order). ``next_page_uri`` is null on the last page. The URIs are
 relative to the mount point, as the SDK joins them to ``client.api.base_url``.
 
+With the ``hang_rate`` fault, a create is recorded (and listed) like any accepted message, then left unanswered
+until the client gives up.
+
 Errors use Twilio's legacy JSON error body ``{"code", "message", "more_info", "status"}`` that the SDK turns
 into :class:`twilio.base.exceptions.TwilioRestException`.
 """
@@ -393,7 +396,7 @@ def create_router(ctx: SandboxContext) -> APIRouter:
 
     @router.post(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json")
     async def create_message(account_sid: str, request: Request) -> Response:
-        fault = await ctx.enter("sms")
+        fault, hang = await ctx.enter_send("sms")
         user = _authenticate(request, settings.twilio_account_sid, settings.twilio_auth_token)
         if user is None or user != account_sid:
             return _unauthorized()
@@ -409,6 +412,8 @@ def create_router(ctx: SandboxContext) -> APIRouter:
             return error
         resource = build_message_resource(account_sid, form, datetime.now(UTC))
         await run_in_threadpool(ctx.store.record_sms, resource)
+        if hang is not None:  # accepted and recorded, but the client never hears of it
+            await hang.hold(request)
         return json_response(resource, 201)
 
     @router.get(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json")

@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from demobank.db.engine import get_engine
 from demobank.ui.body_limit import limit_request_bodies
 from demobank.ui.events_api import create_router as create_events_router
+from demobank.ui.health_api import create_router as create_health_router
 from demobank.ui.permissions import Action, AuthManagerDep, permissions_of, question_of, require
 from demobank.ui.quality_api import airflow_dag_info
 from demobank.ui.quality_api import create_router as create_quality_router
@@ -142,6 +143,8 @@ def create_app(*, engine_factory: Callable[[], Any] = get_engine, announce: Call
         return TEMPLATES.TemplateResponse(request, "targets.html", {})
 
     api.include_router(create_events_router(engine_factory, announce))
+    # /api/v1/health, resume, requeue and dismiss (health_api.py)
+    api.include_router(create_health_router(engine_factory, **({"announce": announce} if announce else {})))
     app.include_router(pages)
     app.include_router(api)
     # /data-quality/{dag_id} and /api/v1/data-quality/… (full paths)
