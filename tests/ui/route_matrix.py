@@ -9,7 +9,8 @@ The rights per role are the issue's matrix in Airflow's terms (see :mod:`demoban
 
 * viewer: ``read`` (targets, deliveries, event types, audit, quality records, sandbox outbox pages);
 * user: also ``publish`` (``POST /api/v1/events``);
-* op and admin: also ``manage`` (create, edit, enable, disable, ping and replay targets).
+* op and admin: also ``manage`` (create, edit, enable, disable, ping and replay targets; resume them, requeue or
+  dismiss dead letters and rejected run reports).
 
 A case's ``allowed`` status is what a role with the right gets, a role without it gets ``403`` with a message that
 names the permission. The cases run in the table's order for one user (the allowed ones change state: the target
@@ -36,6 +37,8 @@ QUALITY_DAG = "data_factory_transactions"
 """The DAG whose Data Quality routes are called (a Data Factory DAG in both the unit tests and ``make run``)."""
 ALERT_DAG = "connect_transaction_alert"
 """The DAG of the matrix's airflow_dag target."""
+NO_SUCH_DAG = "matrix_no_such_dag"
+"""A DAG id with no run reports: requeueing or dismissing its rejected reports changes nothing."""
 EMPTY_WINDOW = {"start": "2001-01-01T00:00:00Z", "end": "2001-01-02T00:00:00Z"}
 """A replay window in which no event exists: a replay queues nothing (202, ``queued`` 0)."""
 
@@ -152,6 +155,15 @@ CASES: list[Case] = [
          body=lambda c: {"event_type": "customer.created", **EMPTY_WINDOW}),
     Case("POST", f"{TARGET}/replay", "manage", 202, "/api/v1/targets/{dag_target}/replay",
          body=lambda c: {"event_type": "transaction.created", **EMPTY_WINDOW}),
+    # -- health (demobank.ui.health_api): the check, resume, dead letters and rejected run reports (none here)
+    Case("GET", "/api/v1/health", "read", 200),
+    Case("POST", f"{TARGET}/resume", "manage", 200, "/api/v1/targets/{bus}/resume"),
+    Case("POST", f"{TARGET}/dead-letters/requeue", "manage", 200, "/api/v1/targets/{bus}/dead-letters/requeue",
+         body=lambda c: {}),
+    Case("POST", f"{TARGET}/dead-letters/dismiss", "manage", 200, "/api/v1/targets/{bus}/dead-letters/dismiss",
+         body=lambda c: {}),
+    Case("POST", "/api/v1/run-reports/requeue", "manage", 200, body=lambda c: {"dag_id": NO_SUCH_DAG}),
+    Case("POST", "/api/v1/run-reports/dismiss", "manage", 200, body=lambda c: {"dag_id": NO_SUCH_DAG}),
 ]
 """Every route of the plugin app, in the order one user calls them."""
 

@@ -290,6 +290,8 @@ def test_a_viewer_sees_everything_and_can_change_nothing(page: Any, live_server:
     created = httpx.post(f"{api}/targets", timeout=30, json={"name": "finance-bus", "config": {}})
     assert created.status_code == 201, created.text
     assert httpx.post(f"{api}/targets/{created.json()['id']}/ping", timeout=30).status_code == 202
+    with Session(live_server.engine) as session, session.begin():  # a dead letter: the health panel offers actions
+        session.execute(update(EventDelivery).values(status="dead", attempts=8, last_error="AccessDenied"))
     live_server.sign_in("viewer", name="viewer")
 
     page.goto(f"{live_server.url}/demobank/targets")
@@ -306,7 +308,13 @@ def test_a_viewer_sees_everything_and_can_change_nothing(page: Any, live_server:
     for action in ("edit", "toggle", "ping", "replay"):
         expect(row.get_by_test_id(action)).to_be_disabled()
         expect(row.get_by_test_id(action)).to_have_attribute("title", missing)
-    expect(row.get_by_test_id("pending")).to_have_text("pending 1")
+    expect(row.get_by_test_id("dead")).to_have_text("dead 1")
+    health = page.get_by_test_id("health-row")
+    expect(health).to_have_count(1)
+    for action in ("health-requeue", "health-dismiss"):
+        expect(health.get_by_test_id(action)).to_be_disabled()
+        expect(health.get_by_test_id(action)).to_have_attribute("title", missing)
+    expect(page.get_by_test_id("reports-requeue")).to_be_disabled()
 
     row.get_by_test_id("deliveries").click()
     expect(page.get_by_test_id("delivery-row")).to_have_count(1)

@@ -319,16 +319,17 @@ def set_enabled(engine: Engine, target_id: int, enabled: bool, *, actor: str) ->
     """Enable or disable a target (a disabled one gets no new deliveries; queued ones wait). Enabling also resumes
     a paused target and forgets its failure streak.
 
-    :param actor: who does it (recorded as ``enabled`` or ``disabled``, with the state before).
+    :param actor: who does it (recorded as ``enabled`` or ``disabled``, with the state before, and whether enabling
+        resumed a paused target).
     """
     with Session(engine) as session:
         row = _get(session, target_id)
-        before = row.enabled
+        details: dict[str, Any] = {"enabled": {"before": row.enabled, "after": enabled}}
         row.enabled = enabled
+        if enabled and clear_streak(session, target_id):
+            details["resumed"] = True
         audit.record(session, actor=actor, action="enabled" if enabled else "disabled", target_id=target_id,
-                     target_name=row.name, details={"enabled": {"before": before, "after": enabled}})
-        if enabled:
-            clear_streak(session, target_id)
+                     target_name=row.name, details=details)
         session.commit()
     return get_target(engine, target_id)
 
