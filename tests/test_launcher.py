@@ -6,23 +6,73 @@ import json
 
 import pytest
 
-from demobank.launcher import LaunchConfig, airflow_environment, port_is_free, write_admin_password
+from demobank.launcher import (
+    LaunchConfig,
+    LocalUser,
+    airflow_environment,
+    port_is_free,
+    users_from_env,
+    write_passwords,
+)
 from tests.conftest import PROJECT_DIR, free_port
 
 
 def test_defaults_are_the_documented_ones() -> None:
     config = LaunchConfig.from_env({"DEMOBANK_PROJECT_DIR": str(PROJECT_DIR)})
-    assert (config.api_url, config.moto_url, config.admin_user, config.admin_password) == (
-        "http://127.0.0.1:8080", "http://127.0.0.1:5000", "admin", "admin")
+    assert (config.api_url, config.moto_url) == ("http://127.0.0.1:8080", "http://127.0.0.1:5000")
+    assert config.users == (
+        LocalUser("admin", "admin", "admin", "DEMOBANK_ADMIN_PASSWORD"),
+        LocalUser("operator", "op", "operator", "DEMOBANK_OPERATOR_PASSWORD"),
+        LocalUser("viewer", "viewer", "viewer", "DEMOBANK_VIEWER_PASSWORD"),
+    )
     assert config.home == PROJECT_DIR / ".airflow"
 
 
-def test_admin_password_comes_from_the_environment(tmp_path) -> None:
+def test_the_users_and_their_passwords_reach_airflows_simple_auth_manager(tmp_path, monkeypatch) -> None:
+    """The launcher's user list and password file, read back by Airflow's own SimpleAuthManager."""
+    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
     config = LaunchConfig.from_env({"DEMOBANK_PROJECT_DIR": str(PROJECT_DIR), "DEMOBANK_HOME": str(tmp_path),
-                                    "DEMOBANK_ADMIN_PASSWORD": "correct horse"})
-    path = write_admin_password(config)
-    assert json.loads(path.read_text()) == {"admin": "correct horse"}
+                                    "DEMOBANK_ADMIN_PASSWORD": "correct horse",
+                                    "DEMOBANK_VIEWER_PASSWORD": "battery staple"})
+    path = write_passwords(config)
+    assert json.loads(path.read_text()) == {"admin": "correct horse", "operator": "operator",
+                                            "viewer": "battery staple"}
     assert path.stat().st_mode & 0o777 == 0o600
+
+    env = airflow_environment(config, base={"PATH": "/usr/bin"})
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,operator:op,viewer:viewer"
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"])
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE", str(path))
+    users = {user.username: user.role for user in SimpleAuthManager.get_users()}
+    assert users == {"admin": "admin", "operator": "op", "viewer": "viewer"}
+    assert SimpleAuthManager.get_passwords() == {"admin": "correct horse", "operator": "operator",
+                                                 "viewer": "battery staple"}
+
+
+def test_the_user_list_can_be_changed() -> None:
+    users = users_from_env({"DEMOBANK_USERS": " alice:Admin , bob.smith:user ,carol:op",
+                            "DEMOBANK_BOB_SMITH_PASSWORD": "s3cret"})
+    assert users == (LocalUser("alice", "admin", "alice", "DEMOBANK_ALICE_PASSWORD"),
+                     LocalUser("bob.smith", "user", "s3cret", "DEMOBANK_BOB_SMITH_PASSWORD"),
+                     LocalUser("carol", "op", "carol", "DEMOBANK_CAROL_PASSWORD"))
+    assert users_from_env({"DEMOBANK_USERS": "  "})[0].name == "admin"  # empty: the default list
+
+
+@pytest.mark.parametrize(("listed", "words"), [
+    ("admin", "entry 'admin' is not name:role"),
+    ("admin:admin,,viewer:viewer", "entry '' is not name:role"),
+    ("admin:root", "gives user 'admin' the role 'root', which Airflow's simple auth manager does not have: use "
+                   "one of viewer, user, op, admin"),
+    ("admin:admin:team-a", "entry 'admin:admin:team-a' is not name:role"),
+    ("admin:admin,admin:viewer", "names 'admin' twice"),
+    ("a-b:op,a_b:viewer", "users 'a-b' and 'a_b' would share the password variable DEMOBANK_A_B_PASSWORD"),
+    ("-x:op", "user name '-x' is not allowed"),
+])
+def test_a_bad_user_list_is_refused_saying_what_to_write(listed: str, words: str) -> None:
+    with pytest.raises(ValueError, match="DEMOBANK_USERS") as refused:
+        users_from_env({"DEMOBANK_USERS": listed})
+    assert words in str(refused.value)
 
 
 def test_a_folder_without_dags_is_refused(tmp_path) -> None:

@@ -7,9 +7,11 @@ What it starts (every port on 127.0.0.1):
   suite's authenticated pages at ``/demobank``;
 * moto's server (``DEMOBANK_MOTO_PORT``, 5000) standing in for AWS EventBridge and SQS.
 
-Before that it prepares ``AIRFLOW_HOME`` in ``.airflow/`` (``DEMOBANK_HOME`` overrides), writes the local
-admin's password (``admin``, or ``DEMOBANK_ADMIN_PASSWORD``), migrates Airflow's metadata DB and the suite's
-own DB, seeds the demo data and imports ``airflow_settings.yaml``.
+Before that it prepares ``AIRFLOW_HOME`` in ``.airflow/`` (``DEMOBANK_HOME`` overrides), sets up the local users
+of Airflow's simple auth manager (:func:`users_from_env`: ``admin``/``admin`` with the Admin role,
+``operator``/``operator`` with Op, ``viewer``/``viewer`` with Viewer; ``DEMOBANK_USERS`` changes the list,
+``DEMOBANK_<NAME>_PASSWORD`` a password), migrates Airflow's metadata DB and the suite's own DB, seeds the demo
+data and imports ``airflow_settings.yaml``.
 
 Stopping: Ctrl-C (SIGINT) or SIGTERM stops every process it started, including the ones Airflow moved into
 process groups of their own (task processes): the launcher registers itself as the *child subreaper*, so
@@ -22,12 +24,14 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +45,70 @@ _PR_SET_CHILD_SUBREAPER = 36
 AIRFLOW_SQLITE_CONNECT_ARGS = {"timeout": 60}
 
 
+ROLES = ("viewer", "user", "op", "admin")
+"""The roles of Airflow's simple auth manager, least to most (what each may do in the suite: README, "Who may do
+what")."""
+
+DEFAULT_USERS = "admin:admin,operator:op,viewer:viewer"
+"""``make run``'s local users, in the format of Airflow's ``[core] simple_auth_manager_users`` (``name:role,…``)."""
+
+USERS_VARIABLE = "DEMOBANK_USERS"
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class LocalUser:
+    """One user of ``make run``'s simple auth manager: name, role, password, and the variable that sets it."""
+
+    name: str
+    role: str
+    password: str
+    password_variable: str
+
+    @property
+    def default_password(self) -> bool:
+        """Whether the password is the documented default (the user's name)."""
+        return self.password == self.name
+
+
+def password_variable(name: str) -> str:
+    """The environment variable of a user's password: ``DEMOBANK_<NAME>_PASSWORD`` (upper case; other characters
+    than letters and digits become ``_``), e.g. ``DEMOBANK_OPERATOR_PASSWORD``."""
+    return f"DEMOBANK_{re.sub(r'[^A-Z0-9]', '_', name.upper())}_PASSWORD"
+
+
+def users_from_env(env: Mapping[str, str]) -> tuple[LocalUser, ...]:
+    """The local users: ``DEMOBANK_USERS`` (default :data:`DEFAULT_USERS`), each password from its
+    :func:`password_variable` (default: the user's name).
+
+    :raises ValueError: a malformed list, an unknown role, a name twice, or two names with the same password
+        variable; the message names the entry and says what to write.
+    """
+    listed = env.get(USERS_VARIABLE, "").strip() or DEFAULT_USERS
+    how = (f"write {USERS_VARIABLE} as name:role pairs separated by commas, e.g. {DEFAULT_USERS!r}; roles are "
+           f"{', '.join(ROLES)}")
+    users: list[LocalUser] = []
+    for entry in (part.strip() for part in listed.split(",")):
+        name, _, role = entry.partition(":")
+        name, role = name.strip(), role.strip().lower()
+        if not entry or not name or not role or ":" in role:
+            raise ValueError(f"{USERS_VARIABLE} entry {entry!r} is not name:role: {how}")
+        if not _USER_NAME.match(name):
+            raise ValueError(f"{USERS_VARIABLE} user name {name!r} is not allowed: use letters, digits and _ . @ - "
+                             "(at most 100, starting with a letter or digit)")
+        if role not in ROLES:
+            raise ValueError(f"{USERS_VARIABLE} gives user {name!r} the role {role!r}, which Airflow's simple auth "
+                             f"manager does not have: use one of {', '.join(ROLES)}")
+        variable = password_variable(name)
+        clash = next((user for user in users if user.name == name or user.password_variable == variable), None)
+        if clash is not None:
+            raise ValueError(f"{USERS_VARIABLE} names {name!r} twice" if clash.name == name else
+                             f"{USERS_VARIABLE}: users {clash.name!r} and {name!r} would share the password variable "
+                             f"{variable}: rename one")
+        users.append(LocalUser(name, role, env.get(variable) or name, variable))
+    return tuple(users)
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
     """Where everything goes; all of it can be changed through environment variables."""
@@ -49,14 +117,15 @@ class LaunchConfig:
     home: Path
     api_port: int = 8080
     moto_port: int = 5000
-    admin_user: str = "admin"
-    admin_password: str = "admin"  # noqa: S105 - the documented local login; DEMOBANK_ADMIN_PASSWORD overrides
+    users: tuple[LocalUser, ...] = field(default_factory=lambda: users_from_env({}))
     health_timeout: float = 300.0
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LaunchConfig:
-        """Read ``DEMOBANK_PROJECT_DIR``, ``DEMOBANK_HOME``, ``DEMOBANK_API_PORT``, ``DEMOBANK_MOTO_PORT``,
-        ``DEMOBANK_ADMIN_PASSWORD`` (defaults: the current directory, ``.airflow``, 8080, 5000, ``admin``)."""
+        """Read ``DEMOBANK_PROJECT_DIR``, ``DEMOBANK_HOME``, ``DEMOBANK_API_PORT``, ``DEMOBANK_MOTO_PORT``
+        (defaults: the current directory, ``.airflow``, 8080, 5000), ``DEMOBANK_USERS`` and the users' passwords
+        (``DEMOBANK_ADMIN_PASSWORD``, ``DEMOBANK_OPERATOR_PASSWORD``, ``DEMOBANK_VIEWER_PASSWORD``, …; see
+        :func:`users_from_env`)."""
         env = os.environ if environ is None else environ
         project_dir = Path(env.get("DEMOBANK_PROJECT_DIR", os.getcwd())).resolve()
         if not (project_dir / "dags").is_dir():
@@ -69,7 +138,7 @@ class LaunchConfig:
             home=Path(env.get("DEMOBANK_HOME", project_dir / ".airflow")).resolve(),
             api_port=int(env.get("DEMOBANK_API_PORT", "8080")),
             moto_port=int(env.get("DEMOBANK_MOTO_PORT", "5000")),
-            admin_password=env.get("DEMOBANK_ADMIN_PASSWORD") or "admin",
+            users=users_from_env(env),
         )
 
     @property
@@ -113,7 +182,7 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(config.project_dir / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{config.admin_user}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{user.name}:{user.role}" for user in config.users),
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(config.api_port),
             "AIRFLOW__API__BASE_URL": config.api_url,
@@ -142,11 +211,13 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
     return env
 
 
-def write_admin_password(config: LaunchConfig) -> Path:
-    """Fix the local admin's password before Airflow starts (SimpleAuthManager reads this file)."""
+def write_passwords(config: LaunchConfig) -> Path:
+    """Fix the local users' passwords before Airflow starts (the simple auth manager reads this file, and generates
+    a random password only for a user that it does not list)."""
     path = config.home / "simple_auth_manager_passwords.json.generated"
-    path.write_text(json.dumps({config.admin_user: config.admin_password}), encoding="utf-8")
+    path.touch(mode=0o600)
     path.chmod(0o600)
+    path.write_text(json.dumps({user.name: user.password for user in config.users}), encoding="utf-8")
     return path
 
 
@@ -232,7 +303,7 @@ class Launcher:
                 )
         config.home.mkdir(parents=True, exist_ok=True)
         config.log_dir.mkdir(parents=True, exist_ok=True)
-        write_admin_password(config)
+        write_passwords(config)
         python = sys.executable
         moto = self.start("moto", [str(Path(python).parent / "moto_server"), "-H", "127.0.0.1",
                                    "-p", str(config.moto_port)], env)
@@ -278,12 +349,13 @@ class Launcher:
 
     def banner(self, seconds: float) -> None:
         config = self.config
-        custom_password = config.admin_password != "admin"  # noqa: S105 - compares with the documented default
+        logins = ", ".join(
+            f"{user.name} / {user.password if user.default_password else '(' + user.password_variable + ')'} "
+            f"({user.role})" for user in config.users)
         lines = [
             "",
             f"Demo Bank Connectivity Suite is up (healthy after {seconds:.0f} s)",
-            f"  Airflow UI and REST API   {config.api_url}   login: {config.admin_user} / "
-            + ("(DEMOBANK_ADMIN_PASSWORD)" if custom_password else "admin"),
+            f"  Airflow UI and REST API   {config.api_url}   logins: {logins}",
             f"  Suite pages (plugin)      {config.api_url}/demobank/   (nav: 'Sandbox outbox')",
             f"  Vendor sandbox            {config.api_url}/sandbox/   (Twilio, SendGrid, Monte Carlo)",
             f"  AWS stand-in (moto)       {config.moto_url}   (EventBridge, SQS)",

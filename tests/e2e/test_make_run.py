@@ -23,12 +23,13 @@ def test_ui_and_health(live_platform: LivePlatform) -> None:
     print(f"make run: healthy after {live_platform.startup_seconds:.0f} s")
 
 
-def test_documented_login_and_wrong_password(live_platform: LivePlatform) -> None:
-    assert live_platform.token("admin", "admin")
-    wrong = requests.post(f"{live_platform.api_url}/auth/token",
-                          json={"username": "admin", "password": "not-the-password"}, timeout=30)
-    assert wrong.status_code == 401
-    assert "login: admin / admin" in live_platform.output()
+def test_documented_logins_and_wrong_password(live_platform: LivePlatform) -> None:
+    for name in ("admin", "operator", "viewer"):
+        assert live_platform.token(name, name)
+        wrong = requests.post(f"{live_platform.api_url}/auth/token",
+                              json={"username": name, "password": "not-the-password"}, timeout=30)
+        assert wrong.status_code == 401
+    assert "logins: admin / admin (admin), operator / operator (op), viewer / viewer (viewer)" in live_platform.output()
 
 
 def test_plugin_nav_entry(live_platform: LivePlatform) -> None:
@@ -58,7 +59,8 @@ def test_plugin_routes_answer_with_a_token_or_the_ui_cookie(live_platform: LiveP
     assert "Sandbox outbox" in by_bearer.text
     by_cookie = requests.get(f"{live_platform.api_url}/demobank/api/v1/whoami", cookies={"_token": token}, timeout=30)
     assert by_cookie.status_code == 200
-    assert by_cookie.json() == {"user": "admin"}
+    assert by_cookie.json()["user"] == "admin"
+    assert by_cookie.json()["permissions"] == {"read": True, "publish": True, "manage": True}
     unknown = requests.get(f"{live_platform.api_url}/demobank/docs", cookies={"_token": token}, timeout=30)
     assert unknown.status_code == 404
 

@@ -114,7 +114,7 @@ def engine(sqlite_url: str) -> Engine:  # noqa: F811
 def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engine: Engine) -> None:
     alerts = targets.create_target(engine, targets.TargetSpec(
         name="alerts", kind="airflow_dag", event_types=["transaction.created"], match={"amount": {">=": "1000"}},
-        config={"dag_id": "connect_transaction_alert"}))
+        config={"dag_id": "connect_transaction_alert"}), actor="test")
     with session_scope(engine) as session:
         ids = publish_many(session, [
             {"type": "transaction.created", "data": {**examples("transaction.created")[0], "amount": amount,
@@ -144,7 +144,7 @@ def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engin
 
 def test_dispatch_pending_serves_every_target_then_fails_naming_the_unreachable_one(engine: Engine) -> None:
     targets.create_target(engine, targets.TargetSpec(name="alerts", kind="airflow_dag",
-                                                     config={"dag_id": "audit_dag"}))
+                                                     config={"dag_id": "audit_dag"}), actor="test")
     with session_scope(engine) as session:
         publish_many(session, [{"type": "demobank.ping", "data": {"message": "hello"}}], publisher=PUBLISHER)
     with pytest.raises(TargetsUnreachableError, match=r"'alerts'.*only inside an Airflow task"):

@@ -42,9 +42,9 @@ def test_bad_credentials_hold_up_only_their_own_target(engine: Engine, audit_que
         bad_connection = aws_connection_json(endpoint.url).replace('"login": "testing"', f'"login": "{BAD_KEY}"')
         assert BAD_KEY in bad_connection
         monkeypatch.setenv("AIRFLOW_CONN_AWS_REVOKED", bad_connection)
-        good = targets.create_target(engine, targets.TargetSpec(name="audit-bus"))
+        good = targets.create_target(engine, targets.TargetSpec(name="audit-bus"), actor="test")
         revoked = targets.create_target(engine, targets.TargetSpec(name="partner-bus",
-                                                                   config={"aws_conn_id": "aws_revoked"}))
+                                                                   config={"aws_conn_id": "aws_revoked"}), actor="test")
         ids = publish_events(engine, 25)
 
         with pytest.raises(TargetsUnreachableError) as caught:

@@ -236,10 +236,14 @@ def test_enabling_a_paused_target_resumes_it(sqlite_url, aws_default, audit_queu
 
     view = get_target(engine, broken)
     assert view.health.state == "paused" and "paused automatically" in view.health.paused_reason
-    set_enabled(engine, broken, True)  # the existing enable route
+    set_enabled(engine, broken, True, actor="test")  # the existing enable route
     view = get_target(engine, broken)
     assert (view.health.state, view.health.failure_count, view.health.paused_reason) == ("ok", 0, None)
     assert "ResourceNotFoundException" in view.health.last_error  # kept as history
+    from demobank.events import audit
+
+    assert [(entry["actor"], entry["action"], entry["details"].get("resumed")) for entry in
+            audit.entries(engine, target_id=broken)][:2] == [("test", "enabled", True), ("dispatcher", "paused", None)]
     assert dispatch_once(engine, "w", policy=policy, now=t0 + timedelta(minutes=2)).claimed == 2  # dispatched again
 
 

@@ -107,16 +107,16 @@ def test_a_bad_spec_is_refused_naming_the_field(fields: dict[str, Any], names: s
 
 
 def test_create_edit_disable_and_name_conflicts(engine: Engine) -> None:
-    created = targets.create_target(engine, spec(event_types=["transaction.*"]))
+    created = targets.create_target(engine, spec(event_types=["transaction.*"]), actor="test")
     assert created.deliveries == {"pending": 0, "delivered": 0, "dead": 0} and created.enabled
     with pytest.raises(targets.TargetConflictError, match="already exists"):
-        targets.create_target(engine, spec())
-    other = targets.create_target(engine, spec(name="other"))
+        targets.create_target(engine, spec(), actor="test")
+    other = targets.create_target(engine, spec(name="other"), actor="test")
     with pytest.raises(targets.TargetConflictError, match="already exists"):
-        targets.update_target(engine, other.id, spec())
-    edited = targets.update_target(engine, created.id, spec(config={"bus_name": "finance-events"}))
+        targets.update_target(engine, other.id, spec(), actor="test")
+    edited = targets.update_target(engine, created.id, spec(config={"bus_name": "finance-events"}), actor="test")
     assert edited.config["bus_name"] == "finance-events" and edited.event_types == ["*"]
-    assert not targets.set_enabled(engine, created.id, False).enabled
+    assert not targets.set_enabled(engine, created.id, False, actor="test").enabled
     with pytest.raises(targets.TargetNotFoundError, match="does not exist"):
         targets.get_target(engine, 999)
     assert [view.name for view in targets.list_targets(engine)] == ["bus", "other"]
@@ -133,7 +133,7 @@ def test_seeding_from_the_project_settings_creates_missing_targets_and_keeps_edi
     assert targets.import_targets(engine, specs) == {"demobank-events-bus": "created",
                                                      "connect-transaction-alerts": "created"}
     bus = next(view for view in targets.list_targets(engine) if view.kind == "eventbridge")
-    targets.set_enabled(engine, bus.id, False)
+    targets.set_enabled(engine, bus.id, False, actor="test")
     assert targets.import_targets(engine, specs)["demobank-events-bus"] == "kept"
     assert not targets.get_target(engine, bus.id).enabled
     assert targets.import_targets(engine, specs, overwrite=True)["demobank-events-bus"] == "updated"
@@ -168,9 +168,9 @@ def deliveries(engine: Engine) -> dict[int, int]:
 
 
 def test_the_match_filter_decides_which_events_a_target_receives(engine: Engine) -> None:
-    everything = targets.create_target(engine, spec(name="everything"))
+    everything = targets.create_target(engine, spec(name="everything"), actor="test")
     large = targets.create_target(engine, spec(name="large", event_types=["transaction.created"],
-                                               match={"amount": {">=": "1000"}}))
+                                               match={"amount": {">=": "1000"}}), actor="test")
     with session_scope(engine) as session:
         publish_many(session, [{"type": "transaction.created", "data": transaction(amount)}
                                for amount in ("999.99", "1000", "25000.50")], publisher=PUBLISHER)
@@ -178,16 +178,16 @@ def test_the_match_filter_decides_which_events_a_target_receives(engine: Engine)
 
 
 def test_a_test_event_goes_to_one_target_only_and_a_disabled_target_refuses_it(engine: Engine) -> None:
-    first = targets.create_target(engine, spec(name="first"))
-    second = targets.create_target(engine, spec(name="second", event_types=["customer.created"]))
-    event_id = targets.ping(engine, second.id, sent_by="test", publisher=PUBLISHER)
+    first = targets.create_target(engine, spec(name="first"), actor="test")
+    second = targets.create_target(engine, spec(name="second", event_types=["customer.created"]), actor="test")
+    event_id = targets.ping(engine, second.id, sent_by="test", publisher=PUBLISHER, actor="test")
     with Session(engine) as session:
         assert session.scalars(select(EventDelivery.target_id).where(EventDelivery.event_id == event_id)).all() == [
             second.id]
         assert session.scalar(select(OutboxEvent.type).where(OutboxEvent.id == event_id)) == "demobank.ping"
-    targets.set_enabled(engine, first.id, False)
+    targets.set_enabled(engine, first.id, False, actor="test")
     with pytest.raises(targets.TargetConflictError, match="is disabled: enable it"):
-        targets.ping(engine, first.id, sent_by="test", publisher=PUBLISHER)
+        targets.ping(engine, first.id, sent_by="test", publisher=PUBLISHER, actor="test")
     with session_scope(engine) as session:
         publish(session, "demobank.ping", {"message": "to every enabled target whose filter selects it"},
                 publisher=PUBLISHER)

@@ -1,5 +1,6 @@
 """Fixtures for the plugin app's Events API and Targets page: a migrated SQLite file per test, a recording
-``announce``, the events router on a bare FastAPI app (no Airflow auth: that is tested with the real app)."""
+``announce``, the routers on bare FastAPI apps and the whole plugin app, signed in as a user of a role of Airflow's
+simple auth manager (the one of `make run`; the permission checks are the real ones, only the sign-in is replaced)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -77,26 +77,32 @@ def sign_in(app: FastAPI, role: str | None, *, manager: Any = None, name: str | 
     return user
 
 
-def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, with_page: bool = False,
-               role: str = "op") -> FastAPI:
-    """The events router at ``/api/v1`` (or the page and router under ``/demobank``, as the plugin mounts them),
-    signed in as a user of ``role``."""
+def events_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, role: str = "op") -> FastAPI:
+    """The events router at ``/api/v1``, signed in as a user of ``role``."""
     from demobank.ui.events_api import create_router
-    from demobank.ui.templating import TEMPLATES
 
     app = FastAPI()
+    app.include_router(create_router(lambda: engine, announce), prefix="/api/v1")
     sign_in(app, role)
-    router = create_router(lambda: engine, announce)
-    if not with_page:
-        app.include_router(router, prefix="/api/v1")
-        return app
-
-    @app.get("/demobank/targets", response_class=HTMLResponse)
-    def targets_page(request: Request) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, "targets.html", {})
-
-    app.include_router(router, prefix="/demobank/api/v1")
     return app
+
+
+def plugin_app(engine: Engine, announce: Callable[[dict[str, Any]], bool], *, role: str | None = "op") -> FastAPI:
+    """The whole plugin app (``demobank.ui.app.create_app``) on the test's database, with the test DAG lookup,
+    signed in as a user of ``role`` (``None``: not signed in, Airflow's own sign-in answers)."""
+    from demobank.ui.app import create_app
+
+    app = create_app(engine_factory=lambda: engine, announce=announce, dag_lookup=known_dag)
+    if role is not None:
+        sign_in(app, role)
+    return app
+
+
+def mounted(app: FastAPI) -> FastAPI:
+    """``app`` under ``/demobank``, as the plugin mounts it in Airflow's API server (the pages' relative URLs)."""
+    root = FastAPI()
+    root.mount("/demobank", app)
+    return root
 
 
 @contextmanager
@@ -142,17 +148,27 @@ class LiveServer:
     url: str
     engine: Engine
     announcer: Announcer
+    app: FastAPI | None = None
+    """The plugin app served (for :meth:`sign_in`)."""
+
+    def sign_in(self, role: str, *, manager: Any = None, name: str | None = None) -> Any:
+        """Switch the signed-in user of the next requests (see :func:`sign_in`)."""
+        assert self.app is not None, "this server does not serve the plugin app"
+        return sign_in(self.app, role, manager=manager, name=name)
 
 
 @pytest.fixture
 def live_server(engine: Engine, announcer: Announcer) -> Iterator[LiveServer]:
-    """The page and the API served by uvicorn on a free port of 127.0.0.1, in a background thread."""
+    """The whole plugin app under ``/demobank``, signed in as ``operator`` (role op), served by uvicorn on a free port
+    of 127.0.0.1 in a background thread; ``live_server.sign_in(role)`` switches the user."""
 
     from tests.conftest import free_port
 
+    app = plugin_app(engine, announcer, role=None)
+    sign_in(app, "op", name="operator")
     port = free_port()
-    with serving(events_app(engine, announcer, with_page=True), port, "targets-page-uvicorn"):
-        yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer)
+    with serving(mounted(app), port, "targets-page-uvicorn"):
+        yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer, app)
 
 
 # -- the Data Quality tab ------------------------------------------------------------------------------------------
@@ -279,13 +295,13 @@ def montecarlo_connection(monkeypatch: pytest.MonkeyPatch) -> str:
     return "https://mc.example.test"
 
 
-def quality_app(engine: Engine) -> FastAPI:
-    """The Data Quality routes, as the plugin app has them under ``/demobank`` (no Airflow auth: the real app's
-    is tested on its own)."""
+def quality_app(engine: Engine, role: str = "viewer") -> FastAPI:
+    """The Data Quality routes, as the plugin app has them under ``/demobank``, signed in as a user of ``role``."""
     from demobank.ui.quality_api import create_router
 
     app = FastAPI()
-    app.include_router(create_router(lambda: engine, known_dag, access=()), prefix="/demobank")
+    app.include_router(create_router(lambda: engine, known_dag), prefix="/demobank")
+    sign_in(app, role)
     return app
 
 

@@ -605,3 +605,41 @@ def test_a_body_that_is_not_the_routes_model_gets_a_bounded_422_too(client: Test
     assert replay.status_code == 422
     assert {problem["path"] for problem in replay.json()["problems"]} == {"start", "end"}
     assert replay.json()["more_problems"] == 0
+
+
+# -- the audit trail -------------------------------------------------------------------------------------------
+
+
+def test_the_audit_trail_names_the_signed_in_user(client: TestClient) -> None:
+    target = create(client, event_types=["transaction.created"])
+    assert client.put(f"{API}/targets/{target['id']}",
+                      json=target_body(event_types=["transaction.created"], enabled=False)).status_code == 200
+    assert client.post(f"{API}/targets/{target['id']}/enable").status_code == 200
+    event_id = client.post(f"{API}/targets/{target['id']}/ping").json()["event_id"]
+    window = {"event_type": "transaction.created", "start": "2001-01-01T00:00:00Z", "end": "2001-01-02T00:00:00Z"}
+    assert client.post(f"{API}/targets/{target['id']}/replay", json=window).status_code == 202
+    other = create(client, "other-bus")
+
+    response = client.get(f"{API}/targets/{target['id']}/audit")
+
+    assert response.status_code == 200
+    entries = response.json()
+    assert [(entry["actor"], entry["action"]) for entry in entries] == [
+        ("op-tester", "replayed"), ("op-tester", "pinged"), ("op-tester", "enabled"), ("op-tester", "changed"),
+        ("op-tester", "created")]
+    assert entries[0]["details"] == {"event_type": "transaction.created", "start": "2001-01-01T00:00:00+00:00",
+                                     "end": "2001-01-02T00:00:00+00:00", "queued": 0}
+    assert entries[1]["details"] == {"event_id": event_id}
+    assert entries[3]["details"] == {"changes": {"enabled": {"before": True, "after": False}}}
+    assert all(entry["target_name"] == "finance-bus" and entry["target_id"] == target["id"] for entry in entries)
+    assert datetime.fromisoformat(entries[0]["at"]).tzinfo is not None
+
+    everything = client.get(f"{API}/audit").json()
+    assert [(entry["target_name"], entry["action"]) for entry in everything[:2]] == [("other-bus", "created"),
+                                                                                     ("finance-bus", "replayed")]
+    assert len(client.get(f"{API}/audit", params={"limit": 2}).json()) == 2
+    assert client.get(f"{API}/audit", params={"limit": 0}).status_code == 422
+    assert client.get(f"{API}/targets/{other['id']}/audit").json()[0]["action"] == "created"
+    missing = client.get(f"{API}/targets/999/audit")
+    assert missing.status_code == 404
+    assert "event target 999 does not exist" in missing.json()["detail"]

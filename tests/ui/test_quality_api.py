@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from demobank.db.engine import get_engine
-from tests.ui.conftest import HTML_ERROR, MISSING_SOURCE_ERROR, QUALITY_DAG, QualityRuns, known_dag
+from tests.ui.conftest import HTML_ERROR, MISSING_SOURCE_ERROR, QUALITY_DAG, QualityRuns, known_dag, sign_in
 
 RUNS = f"/demobank/api/v1/data-quality/{QUALITY_DAG}/runs"
 MC = "https://mc.example.test"
@@ -174,7 +174,8 @@ def test_when_airflow_cannot_say_the_record_still_answers(engine: Engine, qualit
         raise RuntimeError("metadata database unreachable")
 
     app = FastAPI()
-    app.include_router(create_router(lambda: engine, broken_lookup, access=()), prefix="/demobank")
+    app.include_router(create_router(lambda: engine, broken_lookup), prefix="/demobank")
+    sign_in(app, "viewer")
     with TestClient(app) as client:
         assert len(runs_of(client)["runs"]) == 3  # the record says it is a Data Factory DAG
         response = client.get("/demobank/api/v1/data-quality/events_dispatch/runs")
@@ -191,7 +192,8 @@ def test_an_unreadable_suite_database_is_503(tmp_path: Path) -> None:
 
     unmigrated = get_engine(f"sqlite:///{tmp_path / 'empty.db'}")  # no tables
     app = FastAPI()
-    app.include_router(create_router(lambda: unmigrated, known_dag, access=()), prefix="/demobank")
+    app.include_router(create_router(lambda: unmigrated, known_dag), prefix="/demobank")
+    sign_in(app, "viewer")
     with TestClient(app) as client:
         for path in (RUNS, f"{RUNS}/some_run"):
             response = client.get(path)
@@ -280,19 +282,17 @@ def test_every_route_requires_authentication_on_the_real_app(real_app_client: Te
 
 
 def test_the_real_app_checks_dag_access_on_every_data_quality_route() -> None:
-    """Beyond signing in, each route asks Airflow whether the user may read the DAG's runs."""
-    from airflow.api_fastapi.core_api import security
-
+    """Beyond signing in, each route asks for the suite's read permission and whether the user may read the DAG's
+    runs (the refusals themselves: tests/ui/test_route_permissions.py)."""
     from demobank.ui.app import create_app
+    from demobank.ui.permissions import checks_of
 
     routes = {route.path: route for route in create_app().routes
               if getattr(route, "path", "").startswith(("/data-quality", "/api/v1/data-quality"))}
     assert set(routes) == {"/data-quality/{dag_id}", "/api/v1/data-quality/{dag_id}/runs",
                            "/api/v1/data-quality/{dag_id}/runs/{run_id}"}
     for route in routes.values():
-        calls = [dependency.call for dependency in route.dependant.dependencies]
-        assert any(getattr(call, "__qualname__", "") == security.requires_access_dag("GET").__qualname__
-                   for call in calls), route.path
+        assert checks_of(route) == ["read", "dag GET"], route.path
 
 
 def test_the_plugin_adds_the_tab_to_the_dag_page() -> None:

@@ -12,8 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
 
 from demobank.data_factory.reporting import MonteCarloRunReporter
 from demobank.events.dispatcher import default_publisher, dispatch_until_empty
@@ -35,34 +33,19 @@ from tests.events.conftest_moto import (  # noqa: F401 - the *_fixture functions
 )
 from tests.events.test_dispatcher import add_target, deliveries, publish_events
 from tests.events.test_target_health import RejectingPublisher
-from tests.ui.conftest import Announcer, LiveServer, serving
+from tests.ui.conftest import Announcer, LiveServer, mounted, plugin_app, serving, sign_in
 
 TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
 def health_server(engine: Any, announcer: Announcer) -> Iterator[LiveServer]:
-    """The page, the events API and the health API as the plugin mounts them, signed in as an operator."""
-    from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    from demobank.ui.events_api import create_router as events_router
-    from demobank.ui.health_api import create_router as health_router
-    from demobank.ui.permissions import use_auth_manager
-    from demobank.ui.templating import TEMPLATES
-
-    app = FastAPI()
-
-    @app.get("/demobank/targets", response_class=HTMLResponse)
-    def targets_page(request: Request) -> HTMLResponse:
-        return TEMPLATES.TemplateResponse(request, "targets.html", {})
-
-    app.include_router(events_router(lambda: engine, announcer), prefix="/demobank/api/v1")
-    app.include_router(health_router(lambda: engine, announcer), prefix="/demobank/api/v1")
-    use_auth_manager(app, SimpleAuthManager(), SimpleAuthManagerUser(username="operator", role="op"))
+    """The whole plugin app (page, events API, health API) under ``/demobank``, signed in as an operator."""
+    app = plugin_app(engine, announcer, role=None)
+    sign_in(app, "op", name="operator")
     port = free_port()
-    with serving(app, port, "health-page-uvicorn"):
-        yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer)
+    with serving(mounted(app), port, "health-page-uvicorn"):
+        yield LiveServer(f"http://127.0.0.1:{port}", engine, announcer, app)
 
 
 def test_the_page_shows_a_paused_target_its_reason_and_the_counts_and_acts_on_them(

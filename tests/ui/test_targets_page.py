@@ -1,5 +1,6 @@
-"""The Event targets page in a real headless browser (Playwright driving Debian's chromium) against the page and
-the Events API served by uvicorn on a migrated SQLite file. Nothing dispatches here: deliveries stay pending."""
+"""The Event targets page in a real headless browser (Playwright driving Debian's chromium) against the plugin app
+served by uvicorn on a migrated SQLite file, signed in as an operator (role op) or a viewer of Airflow's simple auth
+manager. Nothing dispatches here: deliveries stay pending."""
 
 from __future__ import annotations
 
@@ -177,7 +178,42 @@ def test_targets_page(page: Any, live_server: LiveServer, page_errors: list[str]
     expect(row.get_by_test_id("pending")).to_have_text("pending 4")
     expect(panel.get_by_test_id("delivery-row")).to_have_count(4)
     expect(banner).to_be_hidden()
+    expect(page.get_by_test_id("permission-note")).to_be_hidden()
+    expect(page.get_by_test_id("signed-in")).to_have_text("signed in as operator")
 
+    # -- the history: who did what, latest first, with what changed
+    row.get_by_role("button", name="History: finance-bus").click()
+    history = page.get_by_test_id("audit-panel")
+    expect(history).to_be_visible()
+    expect(history.get_by_role("heading")).to_have_text("History of finance-bus")
+    entries = history.get_by_test_id("audit-row")
+    expect(entries).to_have_count(6)
+    expect(history.get_by_test_id("audit-action")).to_have_text(
+        ["replayed", "pinged", "enabled", "disabled", "changed", "created"])
+    expect(history.get_by_test_id("audit-actor")).to_have_text(["operator"] * 6)
+    expect(entries.nth(0).get_by_test_id("audit-details")).to_have_text(re.compile(
+        r"^transaction\.created from \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ to .*: 3 queued$"))
+    expect(entries.nth(1).get_by_test_id("audit-details")).to_have_text(f"test event {event_id}")
+    expect(entries.nth(2).get_by_test_id("audit-details")).to_have_text("was disabled")
+    expect(entries.nth(3).get_by_test_id("audit-details")).to_have_text("was enabled")
+    changed = entries.nth(4).get_by_test_id("audit-details").locator("div")
+    expect(changed).to_have_text([
+        'description: "Finance\'s bus" → "<img src=x onerror=\\"window.pwned=1\\"> & \\"ops\\""',
+        'event_types: ["transaction.created"] → ["transaction.*","customer.created"]',
+        'match: {"amount":{">=":"1000"}} → none'])
+    expect(entries.nth(5).get_by_test_id("audit-details")).to_contain_text("kind eventbridge")
+    expect(entries.nth(5).get_by_test_id("audit-details")).to_contain_text('"bus_name":"finance-events"')
+    assert history.locator("img").count() == 0
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entries.nth(0).get_by_test_id("audit-at").inner_text())
+
+    # A change made while the history is open shows up in it.
+    row.get_by_test_id("toggle").click()
+    expect(history.get_by_test_id("audit-action").first).to_have_text("disabled")
+    expect(entries).to_have_count(7)
+    row.get_by_test_id("toggle").click()
+    expect(entries).to_have_count(8)
+
+    expect(banner).to_be_hidden()
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "targets.png"
     screenshot.unlink(missing_ok=True)
@@ -240,4 +276,61 @@ def test_api_errors_on_edit_show_the_detail(page: Any, live_server: LiveServer, 
     page.screenshot(path=str(ARTIFACTS / "targets-error.png"), full_page=True)
     page.get_by_test_id("error-banner").get_by_role("button", name="Dismiss the error").click()
     expect(banner).to_be_hidden()
+    assert page_errors == []
+
+
+def test_a_viewer_sees_everything_and_can_change_nothing(page: Any, live_server: LiveServer,
+                                                         page_errors: list[str]) -> None:
+    """Signed in as a viewer: the actions that change a target are disabled, each saying which permission is
+    missing, and a note says so once; deliveries and history stay open. The API refuses what the page hides."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    api = f"{live_server.url}/demobank/api/v1"
+    created = httpx.post(f"{api}/targets", timeout=30, json={"name": "finance-bus", "config": {}})
+    assert created.status_code == 201, created.text
+    assert httpx.post(f"{api}/targets/{created.json()['id']}/ping", timeout=30).status_code == 202
+    with Session(live_server.engine) as session, session.begin():  # a dead letter: the health panel offers actions
+        session.execute(update(EventDelivery).values(status="dead", attempts=8, last_error="AccessDenied"))
+    live_server.sign_in("viewer", name="viewer")
+
+    page.goto(f"{live_server.url}/demobank/targets")
+    note = page.get_by_test_id("permission-note")
+    expect(note).to_be_visible()
+    missing = ("You (viewer) may not manage event targets and requeue dead letters: that needs PUT on Connections "
+               "(Airflow's Op or Admin role).")
+    expect(note).to_contain_text("Read only. " + missing)
+    expect(page.get_by_test_id("signed-in")).to_have_text("signed in as viewer")
+    expect(page.get_by_test_id("add-target")).to_be_disabled()
+    expect(page.get_by_test_id("add-target")).to_have_attribute("title", missing)
+    row = page.get_by_test_id("target-row")
+    expect(row).to_have_count(1)
+    for action in ("edit", "toggle", "ping", "replay"):
+        expect(row.get_by_test_id(action)).to_be_disabled()
+        expect(row.get_by_test_id(action)).to_have_attribute("title", missing)
+    expect(row.get_by_test_id("dead")).to_have_text("dead 1")
+    health = page.get_by_test_id("health-row")
+    expect(health).to_have_count(1)
+    for action in ("health-requeue", "health-dismiss"):
+        expect(health.get_by_test_id(action)).to_be_disabled()
+        expect(health.get_by_test_id(action)).to_have_attribute("title", missing)
+    expect(page.get_by_test_id("reports-requeue")).to_be_disabled()
+
+    row.get_by_test_id("deliveries").click()
+    expect(page.get_by_test_id("delivery-row")).to_have_count(1)
+    row.get_by_test_id("history").click()
+    history = page.get_by_test_id("audit-panel")
+    expect(history.get_by_test_id("audit-action")).to_have_text(["pinged", "created"])
+    expect(history.get_by_test_id("audit-actor")).to_have_text(["operator", "operator"])
+
+    # What the page hides, the API refuses (a viewer calling it from the page's own origin).
+    status, detail = page.evaluate("""async () => {
+        const response = await fetch("api/v1/targets/1/disable", {method: "POST", credentials: "same-origin"});
+        return [response.status, (await response.json()).detail];
+    }""")
+    assert status == 403
+    assert detail.startswith("forbidden: user 'viewer' may not manage event targets")
+    expect(page.get_by_test_id("error-banner")).to_be_hidden()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "targets-viewer.png"), full_page=True)
     assert page_errors == []

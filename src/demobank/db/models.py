@@ -12,6 +12,8 @@ Tables:
 * ``outbox_events``, ``event_targets``, ``event_deliveries`` -- the Events module's transactional outbox: every
   published event (CloudEvents envelope), the destinations events are delivered to, and one delivery state per
   event and matching target (see :class:`OutboxEvent`).
+* ``target_audit`` -- who created, changed, enabled, disabled, pinged or replayed which event target, and when (see
+  :class:`TargetAuditEntry`).
 * ``event_target_health`` -- per event target: its current failure streak, backoff and automatic pause (see
   :class:`EventTargetHealth`; read and written through :mod:`demobank.events.target_health`).
 * ``run_reports`` -- the Data Factory's reports of finished DAG runs to Monte Carlo, written before they are sent
@@ -385,6 +387,29 @@ class EventTargetHealth(Base):
     def __repr__(self) -> str:
         return (f"EventTargetHealth(target_id={self.target_id!r}, failure_count={self.failure_count!r}, "
                 f"paused_at={self.paused_at!r})")
+
+
+class TargetAuditEntry(Base):
+    """One entry of the event targets' audit trail: who did what to which target, when, with what details
+    (``created``, ``changed`` with a before/after of the changed fields, ``enabled``, ``disabled``, ``pinged``,
+    ``replayed``, …; see :mod:`demobank.events.audit`). Written in the transaction of the change it records.
+
+    No foreign key to ``event_targets``: the trail keeps the target's name and outlives the target.
+    """
+
+    __tablename__ = "target_audit"
+    __table_args__ = (Index(None, "target_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(250))
+    action: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    target_name: Mapped[str] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    def __repr__(self) -> str:
+        return f"TargetAuditEntry(id={self.id!r}, action={self.action!r}, target_id={self.target_id!r})"
 
 
 # -- Data Factory: run reports (Monte Carlo) -----------------------------------------------------------------------

@@ -46,6 +46,7 @@ from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, EventTargetHealth, OutboxEvent
+from demobank.events import audit
 from demobank.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -297,9 +298,9 @@ def clear_streak(session: Session, target_id: int) -> bool:
 
 def record_audit(session: Session, *, actor: str, action: str, target_id: int | None, target_name: str,
                  details: dict[str, Any]) -> None:
-    """Record an operator's (or the dispatcher's) action on a target, in the caller's transaction.
-
-    Logged only until the suite's audit trail (issue 9, item 1) is in place; then it is written there too."""
+    """Record an operator's (or the dispatcher's) action on a target in the targets' audit trail
+    (:func:`demobank.events.audit.record`), in the caller's transaction, and log it."""
+    audit.record(session, actor=actor, action=action, target_id=target_id, target_name=target_name, details=details)
     log.info("audit: %s %s target %r (id %s): %s", actor, action, target_name, target_id, details)
 
 
@@ -571,7 +572,7 @@ def dismiss_dead_letters(engine: Engine, target: int | str, selection: DeadLette
                             .execution_options(synchronize_session=False))
         outcome = DeadLetterOutcome("dismissed", row.id, row.name, len(new), new[:100])
         if new:
-            record_audit(session, actor=actor, action="dismissed dead letters", target_id=row.id,
+            record_audit(session, actor=actor, action="dismissed", target_id=row.id,
                          target_name=row.name, details={"dead_letters": len(new), "selection": selection.describe(),
                                                         "event_ids": outcome.event_ids, "of": len(rows)})
     log.info("%s (by %s)", outcome.describe(), actor)

@@ -12,6 +12,9 @@ here), and seeded from the ``demobank.event_targets`` list of ``airflow_settings
 (``python -m demobank.events.targets import airflow_settings.yaml``: creates the targets missing by name and keeps
 existing ones as edited; ``--overwrite`` resets them to the file).
 
+Every change names its actor (the signed-in user, or ``settings import``) and is recorded in the targets' audit trail
+(:mod:`demobank.events.audit`) in the same transaction.
+
 A disabled target receives no deliveries for events published while it is disabled (replay them after enabling it);
 deliveries queued before it was disabled wait until it is enabled again.
 """
@@ -31,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
+from demobank.events import audit
 from demobank.events.filters import check_type_filter_size, validate_match, validate_type_filter
 from demobank.events.target_health import TargetHealth, clear_streak, health_of
 from demobank.exceptions import DemoBankError
@@ -260,8 +264,19 @@ def _name_taken(name: str) -> TargetConflictError:
     return TargetConflictError(f"an event target named {name!r} already exists: choose another name or edit that one")
 
 
-def create_target(engine: Engine, spec: TargetSpec) -> TargetView:
-    """Add a target; it receives the events published from now on (replay for earlier ones)."""
+_DEFINITION_FIELDS = ("name", "kind", "description", "event_types", "match", "enabled", "config")
+
+
+def _definition(row: EventTarget) -> dict[str, Any]:
+    """A stored target's definition, as a spec has it (for the audit trail's before/after)."""
+    return {field: getattr(row, field) for field in _DEFINITION_FIELDS}
+
+
+def create_target(engine: Engine, spec: TargetSpec, *, actor: str) -> TargetView:
+    """Add a target; it receives the events published from now on (replay for earlier ones).
+
+    :param actor: who adds it (recorded in the audit trail).
+    """
     with Session(engine) as session:
         if session.scalar(select(EventTarget.id).where(EventTarget.name == spec.name)) is not None:
             raise _name_taken(spec.name)
@@ -270,40 +285,60 @@ def create_target(engine: Engine, spec: TargetSpec) -> TargetView:
         try:
             session.flush()
             target_id = row.id
+            audit.record(session, actor=actor, action="created", target_id=target_id, target_name=spec.name,
+                         details=spec.model_dump(exclude={"name"}))
             session.commit()
         except IntegrityError as error:
             raise _name_taken(spec.name) from error
     return get_target(engine, target_id)
 
 
-def update_target(engine: Engine, target_id: int, spec: TargetSpec) -> TargetView:
-    """Replace a target's definition (its deliveries stay; pending ones go to the new destination)."""
+def update_target(engine: Engine, target_id: int, spec: TargetSpec, *, actor: str) -> TargetView:
+    """Replace a target's definition (its deliveries stay; pending ones go to the new destination).
+
+    :param actor: who changes it; the audit trail records the changed fields, before and after (a save that changes
+        nothing records nothing).
+    """
     with Session(engine) as session:
         row = _get(session, target_id)
         other = session.scalar(select(EventTarget.id).where(EventTarget.name == spec.name, EventTarget.id != target_id))
         if other is not None:
             raise _name_taken(spec.name)
+        before = _definition(row)
         for key, value in spec.model_dump().items():
             setattr(row, key, value)
+        changed = audit.changes(before, spec.model_dump())
+        if changed:
+            audit.record(session, actor=actor, action="changed", target_id=target_id, target_name=spec.name,
+                         details={"changes": changed})
         session.commit()
     return get_target(engine, target_id)
 
 
-def set_enabled(engine: Engine, target_id: int, enabled: bool) -> TargetView:
+def set_enabled(engine: Engine, target_id: int, enabled: bool, *, actor: str) -> TargetView:
     """Enable or disable a target (a disabled one gets no new deliveries; queued ones wait). Enabling also resumes
-    a paused target and forgets its failure streak."""
+    a paused target and forgets its failure streak.
+
+    :param actor: who does it (recorded as ``enabled`` or ``disabled``, with the state before, and whether enabling
+        resumed a paused target).
+    """
     with Session(engine) as session:
         row = _get(session, target_id)
+        details: dict[str, Any] = {"enabled": {"before": row.enabled, "after": enabled}}
         row.enabled = enabled
-        if enabled:
-            clear_streak(session, target_id)
+        if enabled and clear_streak(session, target_id):
+            details["resumed"] = True
+        audit.record(session, actor=actor, action="enabled" if enabled else "disabled", target_id=target_id,
+                     target_name=row.name, details=details)
         session.commit()
     return get_target(engine, target_id)
 
 
-def import_targets(engine: Engine, specs: Sequence[TargetSpec], *, overwrite: bool = False) -> dict[str, str]:
+def import_targets(engine: Engine, specs: Sequence[TargetSpec], *, overwrite: bool = False,
+                   actor: str = audit.SETTINGS_IMPORT_ACTOR) -> dict[str, str]:
     """Seed targets by name: create the missing ones; existing ones are kept as they are (edits made in the Targets
-    page survive a restart) unless ``overwrite``.
+    page survive a restart) unless ``overwrite``. What it creates or changes is recorded in the audit trail as
+    ``actor`` (``settings import``).
 
     :return: ``{name: "created" | "updated" | "unchanged" | "kept"}``.
     """
@@ -313,24 +348,31 @@ def import_targets(engine: Engine, specs: Sequence[TargetSpec], *, overwrite: bo
             values = spec.model_dump()
             row = session.scalar(select(EventTarget).where(EventTarget.name == spec.name))
             if row is None:
-                session.add(EventTarget(**values))
+                row = EventTarget(**values)
+                session.add(row)
+                session.flush()
+                audit.record(session, actor=actor, action="created", target_id=row.id, target_name=spec.name,
+                             details=spec.model_dump(exclude={"name"}))
                 outcome[spec.name] = "created"
             elif not overwrite:
                 outcome[spec.name] = "kept"
-            elif any(getattr(row, key) != value for key, value in values.items()):
+            elif changed := audit.changes(_definition(row), values):
                 for key, value in values.items():
                     setattr(row, key, value)
+                audit.record(session, actor=actor, action="changed", target_id=row.id, target_name=spec.name,
+                             details={"changes": changed})
                 outcome[spec.name] = "updated"
             else:
                 outcome[spec.name] = "unchanged"
     return outcome
 
 
-def ping(engine: Engine, target_id: int, sent_by: str, *, publisher: str) -> str:
+def ping(engine: Engine, target_id: int, sent_by: str, *, publisher: str, actor: str) -> str:
     """Queue a ``demobank.ping`` test event for this one target; return its event id.
 
     :param sent_by: where it was sent from, for the event's ``sent_by`` (e.g. ``targets page``).
     :param publisher: who sends it, ``user:<name>`` (see :func:`demobank.events.outbox.user_publisher`).
+    :param actor: who sends it, for the audit trail (recorded as ``pinged`` with the event's id).
     :raises TargetConflictError: the target is disabled (enable it first: a disabled target is not dispatched).
     """
     from demobank.events.outbox import publish
@@ -339,8 +381,12 @@ def ping(engine: Engine, target_id: int, sent_by: str, *, publisher: str) -> str
         row = _get(session, target_id)
         if not row.enabled:
             raise TargetConflictError(f"event target {row.name!r} is disabled: enable it, then send the test event")
-        return publish(session, PING_EVENT_TYPE, {"message": f"ping to target {row.name}", "sent_by": sent_by[:100]},
-                       publisher=publisher, only_target_id=target_id)
+        event_id = publish(session, PING_EVENT_TYPE,
+                           {"message": f"ping to target {row.name}", "sent_by": sent_by[:100]},
+                           publisher=publisher, only_target_id=target_id)
+        audit.record(session, actor=actor, action="pinged", target_id=target_id, target_name=row.name,
+                     details={"event_id": event_id})
+        return event_id
 
 
 def deliveries_of(engine: Engine, target_id: int, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:

@@ -2,23 +2,30 @@
 
 Airflow gives plugin apps no authentication of their own, so the app depends on Airflow's
 ``requires_authenticated()`` for *every* route (a Bearer token from ``POST /auth/token`` or the UI's ``_token``
-cookie, which the browser sends to pages shown in the UI's iframes). OpenAPI docs are off: they would be
-the only unauthenticated routes.
+cookie, which the browser sends to pages shown in the UI's iframes), and every route also checks the signed-in
+user's rights with one of :mod:`demobank.ui.permissions`' dependencies (``read``, ``publish``, ``manage``; a test
+enumerates the routes and fails for one without). ``GET /api/v1/whoami`` tells the pages what the user may do, so
+that they hide or disable the rest (the API still checks). OpenAPI docs are off: they would be the only
+unauthenticated routes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-from airflow.api_fastapi.core_api.security import GetUserDep, requires_authenticated
+from airflow.api_fastapi.core_api.security import requires_authenticated
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from demobank.db.engine import get_engine
 from demobank.ui.body_limit import limit_request_bodies
 from demobank.ui.events_api import create_router as create_events_router
 from demobank.ui.health_api import create_router as create_health_router
+from demobank.ui.permissions import Action, AuthManagerDep, permissions_of, question_of, require
+from demobank.ui.quality_api import airflow_dag_info
 from demobank.ui.quality_api import create_router as create_quality_router
 from demobank.ui.templating import TEMPLATES
 
@@ -61,8 +68,26 @@ def outbox_row(message: dict[str, Any]) -> dict[str, str]:
             "summary": message["operation"] or "", "content": json.dumps(message["payload"], indent=2)[:4000]}
 
 
-def create_app() -> FastAPI:
-    """Build the authenticated app (every route behind Airflow's login)."""
+Reader = Annotated[Any, require(Action.READ)]
+"""A route parameter: the signed-in user, who may read the suite's pages and API."""
+
+
+def whoami_of(manager: Any, user: Any) -> dict[str, Any]:
+    """The signed-in user, what they may do (``permissions_of``), and for each action what it needs (for the pages'
+    notes on what is missing)."""
+    return {"user": user.get_name(), "permissions": permissions_of(manager, user),
+            "needs": {action.value: {"action": question_of(action).action, "permission": question_of(action).permission}
+                      for action in Action}}
+
+
+def create_app(*, engine_factory: Callable[[], Any] = get_engine, announce: Callable[..., bool] | None = None,
+               dag_lookup: Callable[[str], Any] = airflow_dag_info) -> FastAPI:
+    """Build the authenticated app (every route behind Airflow's login and a permission check).
+
+    :param engine_factory: the suite database's engine (tests pass their own).
+    :param announce: wakes the dispatcher after a publish (see :func:`demobank.ui.events_api.create_router`).
+    :param dag_lookup: what Airflow knows of a DAG id (see :func:`demobank.ui.quality_api.create_router`).
+    """
     app = FastAPI(
         title="Demo Bank Connectivity Suite",
         dependencies=[Depends(requires_authenticated())],
@@ -75,12 +100,13 @@ def create_app() -> FastAPI:
     api = APIRouter(prefix="/api/v1")
 
     @pages.get("/", response_class=HTMLResponse)
-    def index(request: Request) -> HTMLResponse:
+    def index(request: Request, user: Reader) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(request, "index.html", {"pages": PAGES})
 
     @pages.get("/sandbox-outbox", response_class=HTMLResponse)
     def sandbox_outbox(
         request: Request,
+        user: Reader,
         channel: Channel = "sms",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> HTMLResponse:
@@ -97,6 +123,7 @@ def create_app() -> FastAPI:
 
     @api.get("/sandbox/messages")
     def sandbox_messages(
+        user: Reader,
         channel: Channel = "sms",
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> JSONResponse:
@@ -108,23 +135,26 @@ def create_app() -> FastAPI:
         return JSONResponse(_sandbox_store().list_messages(channel=channel, limit=limit))
 
     @api.get("/whoami")
-    def whoami(user: GetUserDep) -> dict[str, str]:
-        return {"user": user.get_name()}
+    def whoami(user: Reader, manager: AuthManagerDep) -> dict[str, Any]:
+        return whoami_of(manager, user)
 
     @pages.get("/targets", response_class=HTMLResponse)
-    def targets_page(request: Request) -> HTMLResponse:
+    def targets_page(request: Request, user: Reader) -> HTMLResponse:
         return TEMPLATES.TemplateResponse(request, "targets.html", {})
 
-    api.include_router(create_events_router())
-    api.include_router(create_health_router())  # /api/v1/health, resume, requeue and dismiss (health_api.py)
+    api.include_router(create_events_router(engine_factory, announce))
+    # /api/v1/health, resume, requeue and dismiss (health_api.py)
+    api.include_router(create_health_router(engine_factory, **({"announce": announce} if announce else {})))
     app.include_router(pages)
     app.include_router(api)
-    app.include_router(create_quality_router())  # /data-quality/{dag_id} and /api/v1/data-quality/… (full paths)
+    # /data-quality/{dag_id} and /api/v1/data-quality/… (full paths)
+    app.include_router(create_quality_router(engine_factory, dag_lookup))
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
-    def not_found(path: str) -> JSONResponse:
-        # Registered last, behind the app-wide authentication: an unknown path answers 401 to a stranger and
-        # 404 only to a signed-in user, so nothing about the app's routes is revealed without credentials.
+    def not_found(path: str, user: Reader) -> JSONResponse:
+        # Registered last, behind the app-wide authentication: an unknown path answers 401 to a stranger, 403 to a
+        # user without the suite's read permission and 404 only to a reader, so nothing about the app's routes is
+        # revealed without it.
         return JSONResponse({"detail": f"no page or API route at /demobank/{path}"}, status_code=404)
 
     return app

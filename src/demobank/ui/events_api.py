@@ -8,6 +8,14 @@
 * ``GET /event-types`` — the catalog: types, versions, an example each, whether the API may publish the type.
 * ``GET|POST /targets``, ``GET|PUT /targets/{id}``, ``POST /targets/{id}/enable|disable|ping|replay``,
   ``GET /targets/{id}/deliveries`` — targets (see :mod:`demobank.events.targets`).
+* ``GET /targets/{id}/audit``, ``GET /audit`` — who changed which target, when, and what (newest first; see
+  :mod:`demobank.events.audit`).
+
+Permissions (:mod:`demobank.ui.permissions`): reads need ``read``; publishing ``publish``; every change to a target
+(create, edit, enable, disable, ping, replay) ``manage``, and for an ``airflow_dag`` target also the right to trigger
+its DAG: the DAG named in the body when it is saved, the target's DAG when it is enabled, pinged or replayed (each of
+those can start it). A refusal is a ``403`` naming the permission. Changes are recorded in the audit trail with the
+signed-in user's name.
 
 Every handler is a thin translation between HTTP and the Airflow-free functions of :mod:`demobank.events`.
 
@@ -25,13 +33,14 @@ import logging
 from datetime import datetime
 from typing import Annotated, Any
 
-from airflow.api_fastapi.core_api.security import GetUserDep
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
-from demobank.db.models import EventDeliveryStatus
+from demobank.db.models import EventDeliveryStatus, TargetKind
+from demobank.events import audit
 from demobank.events import targets as target_store
 from demobank.events.catalog import EventValidationError
 from demobank.events.envelope import user_publisher
@@ -39,8 +48,16 @@ from demobank.events.outbox import MAX_BATCH_SIZE, EventConflictError
 from demobank.events.replay import ReplayTooLargeError
 from demobank.exceptions import ConfigurationError
 from demobank.limits import MAX_PROBLEMS, limited
+from demobank.ui.permissions import Action, AuthManagerDep, ensure_dag_access, require
 
 log = logging.getLogger(__name__)
+
+Reader = Annotated[Any, require(Action.READ)]
+"""A route parameter: the signed-in user, who may read the suite's pages and API."""
+Publisher = Annotated[Any, require(Action.PUBLISH)]
+"""A route parameter: the signed-in user, who may publish events."""
+Manager = Annotated[Any, require(Action.MANAGE)]
+"""A route parameter: the signed-in user, who may manage event targets."""
 
 
 class PublishRequest(BaseModel):
@@ -139,8 +156,9 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
                                target_store.validation_problems(error, "body"))
 
     @router.post("/events", status_code=201)
-    def publish_events(body: Annotated[Any, Body()], user: GetUserDep) -> JSONResponse:
-        """Publish a batch of events as the signed-in user (``publisher = user:<name>``, never from the body).
+    def publish_events(body: Annotated[Any, Body()], user: Publisher) -> JSONResponse:
+        """Publish a batch of events as the signed-in user (``publisher = user:<name>``, never from the body); needs
+        the ``publish`` right (403 otherwise, before the body is looked at).
 
         Limits: the body ≤ ``DEMOBANK_API_MAX_BODY_BYTES`` (5 MiB, else ``413`` before parsing); ≤ 500 events;
         each envelope ≤ ``DEMOBANK_EVENT_MAX_BYTES`` (256 KiB); all envelopes together ≤
@@ -170,7 +188,7 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
         return JSONResponse({"ids": ids, "count": len(ids), "dispatch": dispatch}, status_code=201)
 
     @router.get("/event-types")
-    def event_types() -> list[dict[str, Any]]:
+    def event_types(user: Reader) -> list[dict[str, Any]]:
         from demobank.events.catalog import get_catalog
 
         catalog = get_catalog()
@@ -178,61 +196,98 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
                  "api_publishing": catalog.api_publishing(name), "published_by": catalog.get(name).published_by}
                 for name in catalog.event_types()]
 
+    def may_start_dag_of(spec: target_store.TargetSpec | target_store.TargetView, manager: Any, user: Any,
+                         why: str) -> None:
+        """An ``airflow_dag`` target starts its DAG: the user must be allowed to trigger it (403 otherwise)."""
+        if spec.kind == TargetKind.AIRFLOW_DAG.value:
+            dag_id = str(spec.config.get("dag_id", ""))
+            ensure_dag_access(manager, user, dag_id, "POST", f"{why} (an airflow_dag target for DAG {dag_id!r})")
+
+    def existing_target_may_start_its_dag(target_id: int, manager: Any, user: Any, why: str) -> None:
+        """The check of :func:`may_start_dag_of` for a stored target (404 for an unknown one, from the caller)."""
+        may_start_dag_of(target_store.get_target(engine(), target_id), manager, user, why)
+
     @router.get("/targets")
-    def list_targets() -> list[dict[str, Any]]:
+    def list_targets(user: Reader) -> list[dict[str, Any]]:
         return [view.model_dump(mode="json") for view in target_store.list_targets(engine())]
 
     @router.post("/targets", status_code=201)
-    def create_target(body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+    def create_target(body: Annotated[dict[str, Any], Body()], user: Manager, manager: AuthManagerDep) -> JSONResponse:
         try:
-            view = target_store.create_target(engine(), target_store.TargetSpec.model_validate(body))
+            spec = target_store.TargetSpec.model_validate(body)
+            may_start_dag_of(spec, manager, user, "save this target")
+            view = target_store.create_target(engine(), spec, actor=user.get_name())
+        except HTTPException:
+            raise
         except Exception as error:  # noqa: BLE001 - translated to a 4xx or re-raised
             return translate(error)
         return JSONResponse(view.model_dump(mode="json"), status_code=201)
 
     @router.get("/targets/{target_id}")
-    def get_target(target_id: int) -> JSONResponse:
+    def get_target(target_id: int, user: Reader) -> JSONResponse:
         try:
             return JSONResponse(target_store.get_target(engine(), target_id).model_dump(mode="json"))
         except target_store.TargetError as error:
             return translate(error)
 
     @router.put("/targets/{target_id}")
-    def update_target(target_id: int, body: Annotated[dict[str, Any], Body()]) -> JSONResponse:
+    def update_target(target_id: int, body: Annotated[dict[str, Any], Body()], user: Manager,
+                      manager: AuthManagerDep) -> JSONResponse:
         try:
             spec = target_store.TargetSpec.model_validate(body)
-            view = target_store.update_target(engine(), target_id, spec)
+            may_start_dag_of(spec, manager, user, "save this target")
+            view = target_store.update_target(engine(), target_id, spec, actor=user.get_name())
+        except HTTPException:
+            raise
         except Exception as error:  # noqa: BLE001 - translated to a 4xx or re-raised
             return translate(error)
         return JSONResponse(view.model_dump(mode="json"))
 
-    def set_enabled(target_id: int, enabled: bool) -> JSONResponse:
+    def set_enabled(target_id: int, enabled: bool, user: Any, manager: Any) -> JSONResponse:
         try:
-            return JSONResponse(target_store.set_enabled(engine(), target_id, enabled).model_dump(mode="json"))
+            if enabled:
+                existing_target_may_start_its_dag(target_id, manager, user, "enable this target")
+            view = target_store.set_enabled(engine(), target_id, enabled, actor=user.get_name())
         except target_store.TargetError as error:
             return translate(error)
+        return JSONResponse(view.model_dump(mode="json"))
 
     @router.post("/targets/{target_id}/enable")
-    def enable_target(target_id: int) -> JSONResponse:
-        return set_enabled(target_id, True)
+    def enable_target(target_id: int, user: Manager, manager: AuthManagerDep) -> JSONResponse:
+        return set_enabled(target_id, True, user, manager)
 
     @router.post("/targets/{target_id}/disable")
-    def disable_target(target_id: int) -> JSONResponse:
-        return set_enabled(target_id, False)
+    def disable_target(target_id: int, user: Manager, manager: AuthManagerDep) -> JSONResponse:
+        return set_enabled(target_id, False, user, manager)
 
     @router.post("/targets/{target_id}/ping", status_code=202)
-    def ping_target(target_id: int, user: GetUserDep) -> JSONResponse:
+    def ping_target(target_id: int, user: Manager, manager: AuthManagerDep) -> JSONResponse:
         publisher = _publisher_of(user)
         if isinstance(publisher, JSONResponse):
             return publisher
         try:
-            event_id = target_store.ping(engine(), target_id, sent_by="targets page", publisher=publisher)
+            existing_target_may_start_its_dag(target_id, manager, user, "send a test event to this target")
+            event_id = target_store.ping(engine(), target_id, sent_by="targets page", publisher=publisher,
+                                         actor=user.get_name())
         except (target_store.TargetError, EventValidationError, ConfigurationError) as error:
             return translate(error)
         return JSONResponse({"event_id": event_id, "dispatch": wake_dispatcher(1, "ping")}, status_code=202)
 
+    @router.get("/targets/{target_id}/audit")
+    def target_audit(target_id: int, user: Reader,
+                     limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 100) -> JSONResponse:
+        try:
+            target_store.get_target(engine(), target_id)
+        except target_store.TargetError as error:
+            return translate(error)
+        return JSONResponse(jsonable_encoder(audit.entries(engine(), target_id=target_id, limit=limit)))
+
+    @router.get("/audit")
+    def audit_trail(user: Reader, limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 100) -> JSONResponse:
+        return JSONResponse(jsonable_encoder(audit.entries(engine(), limit=limit)))
+
     @router.get("/targets/{target_id}/deliveries")
-    def deliveries(target_id: int, status: EventDeliveryStatus | None = None,
+    def deliveries(target_id: int, user: Reader, status: EventDeliveryStatus | None = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSONResponse:
         try:
             rows = target_store.deliveries_of(engine(), target_id, status.value if status else None, limit)
@@ -242,7 +297,7 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
                               for key, value in row.items()} for row in rows])
 
     @router.post("/targets/{target_id}/replay", status_code=202)
-    def replay(target_id: int, body: Annotated[Any, Body()]) -> JSONResponse:
+    def replay(target_id: int, body: Annotated[Any, Body()], user: Manager, manager: AuthManagerDep) -> JSONResponse:
         """Queue again, for this target, the events of ``event_type`` whose time is in ``[start, end)``.
 
         The window is read and queued in chunks; it may hold at most ``DEMOBANK_REPLAY_MAX_EVENTS`` (10,000) events
@@ -262,6 +317,10 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
         if request.start.tzinfo is None or request.end.tzinfo is None:
             return _error(422, "start and end need a UTC offset, e.g. 2026-11-26T00:00:00Z")
         try:
+            existing_target_may_start_its_dag(target_id, manager, user, "replay events to this target")
+        except target_store.TargetError as error:
+            return translate(error)
+        try:
             queued = queue_replay(engine(), target_id, request.event_type, request.start, request.end)
         except LookupError as error:
             return _error(404, str(error))
@@ -269,7 +328,19 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
             return _error(422, str(error), events=error.count, limit=error.limit)
         except ValueError as error:
             return translate(error)
+        record_replay(user.get_name(), target_id, request, queued)
         dispatch = wake_dispatcher(queued, "replay") if queued else "nothing to dispatch"
         return JSONResponse({"queued": queued, "dispatch": dispatch}, status_code=202)
+
+    def record_replay(actor: str, target_id: int, request: ReplayRequest, queued: int) -> None:
+        """The audit entry of a replay. The replay queues its window in transactions of its own (chunks), so the
+        entry is written right after them, with the number they queued."""
+        from demobank.db.engine import session_scope
+
+        name = target_store.get_target(engine(), target_id).name
+        with session_scope(engine()) as session:
+            audit.record(session, actor=actor, action="replayed", target_id=target_id, target_name=name,
+                         details={"event_type": request.event_type, "start": request.start, "end": request.end,
+                                  "queued": queued})
 
     return router

@@ -14,12 +14,16 @@ action            asked of the auth manager                                     
                   starts the dispatcher DAG, so it is the right to trigger that DAG
 ``manage``        ``is_authorized_connection(PUT)``: a target (or a Monte Carlo report)   Op, Admin
                   decides where the bank's data goes, like a connection does
-``trigger_dag``   ``is_authorized_dag(POST, RUN, <dag_id>)``: saving, pinging or          User, Op, Admin
-                  replaying an ``airflow_dag`` target starts that DAG                     (with ``manage``: Op, Admin)
+``trigger_dag``   ``is_authorized_dag(POST, RUN, <dag_id>)``: saving, enabling, pinging   User, Op, Admin
+                  or replaying an ``airflow_dag`` target starts that DAG (the DAG of the  (with ``manage``: Op, Admin)
+                  body when saving, the target's otherwise)
 ================  ======================================================================  ===========================
 
 Reads of a DAG's own records (the Data Quality tab) also ask ``is_authorized_dag(GET, RUN, <dag_id>)``, as
-Airflow's own run endpoints do (:func:`ensure_dag_access`).
+Airflow's own run endpoints do (:func:`require_dag_access`, :func:`ensure_dag_access`).
+
+:func:`checks_of` lists a route's permission dependencies; ``tests/ui/test_route_permissions.py`` uses it to fail
+for any route of the plugin app without one, or missing from the expectation table ``tests/ui/route_matrix.py``.
 
 A refusal is ``403`` with a message naming the action, the question asked of the auth manager and the user; never a
 bare "Forbidden". Tests replace the auth manager with :func:`use_auth_manager` (FastAPI dependency override).
@@ -84,7 +88,8 @@ def _current_user() -> Any:
     return get_user
 
 
-AuthManagerDep = Annotated["BaseAuthManager", Depends(auth_manager)]
+AuthManagerDep = Annotated[Any, Depends(auth_manager)]
+"""A route parameter: the auth manager (a real object, so that it resolves in any module's signatures)."""
 
 
 def is_allowed(manager: BaseAuthManager, user: BaseUser, action: Action, *, conn_id: str | None = None) -> bool:
@@ -138,19 +143,74 @@ def ensure_dag_access(manager: BaseAuthManager, user: BaseUser, dag_id: str, met
         raise forbidden(user, why, f"{method} on DAG runs of {dag_id!r} (the right to {verb} that DAG)")
 
 
+def _dependency(check: Any, **parameters: Any) -> Any:
+    """``Depends(check)`` with the user and the auth manager as its dependencies.
+
+    The annotations are set as objects, not the strings of ``from __future__ import annotations``: FastAPI resolves
+    string annotations in this module's globals, where Airflow's ``get_user`` (imported lazily) is not, and would
+    take the parameters for query parameters.
+    """
+    check.__annotations__ = {**parameters, "user": Annotated[Any, Depends(_current_user())],
+                             "manager": Annotated[Any, Depends(auth_manager)], "return": Any}
+    return Depends(check)
+
+
 def require(action: Action) -> Any:
-    """A route dependency: the signed-in user (401 without one) may do ``action`` (403 otherwise); returns the user."""
-    get_user = _current_user()
+    """A route dependency: the signed-in user (401 without one) may do ``action`` (403 otherwise); returns the user.
+
+    The dependency carries ``required_action`` (see :func:`checks_of`).
+    """
 
     def check(user: Any, manager: Any) -> Any:
         ensure(manager, user, action)
         return user
 
-    # Real objects, not the strings of ``from __future__ import annotations``: FastAPI resolves string annotations in
-    # the module's globals, where the local ``get_user`` is not (the parameters would become query parameters).
-    check.__annotations__ = {"user": Annotated[Any, Depends(get_user)],
-                             "manager": Annotated[Any, Depends(auth_manager)], "return": Any}
-    return Depends(check)
+    check.required_action = action  # type: ignore[attr-defined]
+    check.__name__ = f"require_{action.value}"
+    return _dependency(check)
+
+
+def require_dag_access(method: ResourceMethod, why: str) -> Any:
+    """A route dependency for a route with a ``{dag_id}`` path parameter: the user may read (``GET``) or trigger
+    (``POST``) that DAG's runs (403 with the suite's message otherwise); returns the user.
+
+    :param why: what the route does, for the message ("read the data quality record of this DAG").
+    """
+
+    def check(dag_id: str, user: Any, manager: Any) -> Any:
+        ensure_dag_access(manager, user, dag_id, method, why)
+        return user
+
+    check.required_dag_access = method  # type: ignore[attr-defined]
+    check.__name__ = f"require_dag_{method.lower()}"
+    return _dependency(check, dag_id=str)
+
+
+def checks_of(route: Any) -> list[str]:
+    """The permission checks among a route's dependencies (its router's included): ``"read"``, ``"publish"``,
+    ``"manage"`` for :func:`require`, ``"dag GET"``/``"dag POST"`` for :func:`require_dag_access`; in order.
+
+    Checks that depend on the request's body (the DAG of an ``airflow_dag`` target) are made in the handler and are
+    not listed here.
+    """
+    found: list[str] = []
+
+    def walk(dependant: Any) -> None:
+        for dependency in dependant.dependencies:
+            call = dependency.call
+            if getattr(call, "required_action", None) is not None:
+                found.append(call.required_action.value)
+            elif getattr(call, "required_dag_access", None) is not None:
+                found.append(f"dag {call.required_dag_access}")
+            walk(dependency)
+
+    walk(route.dependant)
+    return found
+
+
+def question_of(action: Action) -> Question:
+    """What ``action`` is and the permission it needs, in the words of the 403 (for pages that explain)."""
+    return _QUESTIONS[action]
 
 
 def permissions_of(manager: BaseAuthManager, user: BaseUser) -> dict[str, bool]:

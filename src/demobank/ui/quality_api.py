@@ -18,8 +18,9 @@ filters plugin views by destination only), so the page must say plainly when a D
 A DAG is one when it has the ``data_factory`` tag (read from Airflow's metadata database) or when the record holds
 runs of it (a DAG since renamed or removed keeps its history).
 
-Access: besides the app-wide authentication, each route checks that the user may read the DAG's runs
-(``requires_access_dag("GET", RUN)``), as Airflow's own run endpoints do: the record says what a DAG's runs did.
+Access: each route needs the suite's ``read`` permission and the right to read the DAG's runs
+(``is_authorized_dag(GET, RUN, <dag_id>)``, as Airflow's own run endpoints ask): the record says what a DAG's runs
+did. A refusal is the suite's ``403`` naming the permission (:mod:`demobank.ui.permissions`).
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from demobank.data_factory.quality import run_detail, run_history
+from demobank.ui.permissions import Action, require, require_dag_access
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +136,6 @@ def _suite_engine() -> Engine:
     return get_engine()
 
 
-def _default_access() -> list[Any]:
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import requires_access_dag
-
-    return [Depends(requires_access_dag("GET", DagAccessEntity.RUN))]
-
-
 def _check_counts(checks: list[dict[str, Any]]) -> dict[str, int]:
     counts = {"passed": 0, "failed": 0, "warning": 0}
     for check in checks:
@@ -155,16 +150,14 @@ def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
 def create_router(
     engine_factory: Callable[[], Engine] = _suite_engine,
     dag_lookup: Callable[[str], DagInfo | None] = airflow_dag_info,
-    access: Sequence[Any] | None = None,
 ) -> APIRouter:
     """The Data Quality page and API routes (full paths: include the router without a prefix).
 
     :param engine_factory: returns the suite database's engine (tests pass their own).
     :param dag_lookup: what Airflow knows of a DAG id (tests pass their own; the API server reads its metadata DB).
-    :param access: route dependencies that authorize the user for the DAG; ``None``: Airflow's
-        ``requires_access_dag("GET", RUN)``. Tests of the bare router pass ``()``; the app adds authentication.
     """
-    router = APIRouter(dependencies=list(_default_access() if access is None else access))
+    router = APIRouter(dependencies=[require(Action.READ),
+                                     require_dag_access("GET", "read the data quality record of this DAG")])
 
     def history(dag_id: str, limit: int) -> list[dict[str, Any]]:
         return run_history(engine_factory(), dag_id, limit)
