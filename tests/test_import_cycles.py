@@ -94,3 +94,11 @@ def test_the_package_has_no_import_cycle() -> None:
     found = cycles(import_graph())
     assert not found, "import cycles (move what both sides need into a module of its own): " + "; ".join(
         " <-> ".join(component) for component in found)
+
+
+def test_the_events_layer_knows_no_connect_workflow() -> None:
+    """Events deliver to DAGs without knowing them: Connect registers its alert's conf (an entry point)."""
+    graph = import_graph()
+    leaks = {module: sorted(t for t in targets if t.startswith("demobank.connect"))
+             for module, targets in graph.items() if module.startswith("demobank.events")}
+    assert not {module: targets for module, targets in leaks.items() if targets}

@@ -7,12 +7,13 @@ the core banking system triggers it. Not scheduled: each alert is one run, trigg
 ```
 POST /api/v2/dags/connect_transaction_alert/dagRuns
 {"logical_date": null,
- "conf": {"customer_id": "CUST-00042", "phone": "+14155550142", "email": "jane.doe@example.com",
-          "amount": 1234.5, "currency": "USD", "merchant": "Blue Bottle Coffee"}}
+ "conf": {"customer_id": "CUST-00042", "amount": 1234.5, "currency": "USD", "merchant": "Blue Bottle Coffee"}}
 ```
 
-or from the UI's trigger form. Every field is required: `phone` in E.164, `amount` a JSON number greater than 0
-with at most the currency's decimal places, `currency` an ISO 4217 code the bank supports.
+from the UI's trigger form, or by a large `transaction.created` event (the `connect-transaction-alerts` target).
+`amount` is a JSON number greater than 0 with at most the currency's decimal places, `currency` an ISO 4217 code
+the bank supports. The customer's phone and e-mail come from the customer's record when the tasks need them, so
+they are not kept in the run's conf or XCom; `phone` (E.164) and `email` may be passed to override them.
 
 1. Airflow checks the conf against the DAG's params when the run is triggered: a conf that does not match them
    is refused with **400** and the reason (which param, which value).
@@ -20,6 +21,7 @@ with at most the currency's decimal places, `currency` an ISO 4217 code the bank
    control characters) and fails the run **without retrying** with one message listing every bad field (phone
    and e-mail masked). It returns the alert for the templates, with the amount formatted (`USD 1,234.50`).
 3. `send_sms` and `send_email` run in parallel, rendered from `include/templates/connect/transaction_alert.*`.
+   Their recipients are looked up when their fields are rendered and shown masked in the rendered fields.
    Each delivery is recorded in the suite's delivery ledger: a retry, or clearing the run, never sends the same
    alert twice.
 """
@@ -37,11 +39,11 @@ from demobank.connect.alerts import (
     MAX_MERCHANT_LENGTH,
     PHONE_PATTERN,
     SUPPORTED_CURRENCIES,
+    alert_recipient,
 )
 from demobank.connect.operators import SendEmailOperator, SendSmsOperator
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "include" / "templates"
-VALIDATED = "ti.xcom_pull(task_ids='validate_alert')"
 
 
 def _include(name: str) -> str:
@@ -61,6 +63,7 @@ def _include(name: str) -> str:
     doc_md=__doc__,
     tags=["connect"],
     template_searchpath=[str(TEMPLATES_DIR)],
+    user_defined_macros={"alert_recipient": alert_recipient},
     params={
         "customer_id": Param(
             type="string",
@@ -70,17 +73,21 @@ def _include(name: str) -> str:
             description="The customer's id, e.g. CUST-00042.",
         ),
         "phone": Param(
-            type="string",
+            None,
+            type=["null", "string"],
             pattern=PHONE_PATTERN,
-            title="Mobile phone, E.164 (e.g. +14155550142)",
-            description="Where the SMS goes: '+', country code and number, no spaces, e.g. +14155550142.",
+            title="Mobile phone, E.164 (optional)",
+            description="Leave empty to use the customer's number on record; else where the SMS goes: '+', "
+            "country code and number, no spaces, e.g. +14155550142.",
         ),
         "email": Param(
-            type="string",
+            None,
+            type=["null", "string"],
             format="email",
             maxLength=320,
-            title="E-mail address (e.g. jane.doe@example.com)",
-            description="Where the e-mail goes, e.g. jane.doe@example.com.",
+            title="E-mail address (optional)",
+            description="Leave empty to use the customer's address on record; else where the e-mail goes, e.g. "
+            "jane.doe@example.com.",
         ),
         "amount": Param(
             type="number",
@@ -132,12 +139,12 @@ def connect_transaction_alert() -> None:
 
     send_sms = SendSmsOperator(
         task_id="send_sms",
-        to="{{ " + VALIDATED + "['phone'] }}",
+        to="{{ alert_recipient(params, 'phone') }}",
         body=_include("connect/transaction_alert.sms.j2"),
     )
     send_email = SendEmailOperator(
         task_id="send_email",
-        to="{{ " + VALIDATED + "['email'] }}",
+        to="{{ alert_recipient(params, 'email') }}",
         subject=_include("connect/transaction_alert.subject.j2"),
         html_content=_include("connect/transaction_alert.email.html.j2"),
     )

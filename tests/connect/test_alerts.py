@@ -14,6 +14,7 @@ from demobank.connect.alerts import (
     EXPECTED,
     SUPPORTED_CURRENCIES,
     TransactionAlert,
+    alert_recipient,
     format_amount,
     validate_alert_conf,
 )
@@ -50,10 +51,9 @@ def test_a_good_conf_gives_json_safe_template_data() -> None:
     alert = validate_alert_conf(GOOD)
     assert isinstance(alert, TransactionAlert)
     assert alert.amount == Decimal("1234.5")
-    assert alert.to_template_data() == {
+    assert str(alert.email) == "Jane.Doe@example.com"  # the domain is case-insensitive: normalised
+    assert alert.to_template_data() == {  # no contact details: this goes to XCom
         "customer_id": "CUST-00042",
-        "phone": "+12025550173",
-        "email": "Jane.Doe@example.com",  # the domain is case-insensitive: normalised; the local part is kept
         "amount": "1234.50",
         "currency": "USD",
         "amount_display": "USD 1,234.50",
@@ -140,6 +140,37 @@ def test_missing_and_unexpected_fields() -> None:
     assert "- amount: missing. Expected" in message
     assert "- ammount = 10: unexpected field. Remove it; the accepted fields are customer_id, phone" in message
     assert "(6 problem(s))" in message  # customer_id, email, currency, amount, merchant, ammount
+
+
+RECORDS = {"CUST-00042": ("+14155550142", "jane.doe@example.com")}
+WITHOUT_CONTACTS = {key: value for key, value in GOOD.items() if key not in ("phone", "email")}
+
+
+def test_a_conf_without_contacts_takes_them_from_the_customers_record() -> None:
+    alert = validate_alert_conf(WITHOUT_CONTACTS, RECORDS.get)
+    assert (alert.phone, str(alert.email)) == RECORDS["CUST-00042"]
+    assert validate_alert_conf({**WITHOUT_CONTACTS, "phone": None, "email": None}, RECORDS.get).phone == "+14155550142"
+    # What the caller gives wins; what they leave out is looked up.
+    mixed = validate_alert_conf({**WITHOUT_CONTACTS, "phone": "+12025550173"}, RECORDS.get)
+    assert (mixed.phone, str(mixed.email)) == ("+12025550173", "jane.doe@example.com")
+
+
+def test_a_customer_without_a_record_is_refused_with_what_to_do() -> None:
+    with pytest.raises(ValueError, match="customer 'CUST-00042' has no phone and e-mail on record: add the customer"):
+        validate_alert_conf(WITHOUT_CONTACTS, {}.get)
+
+
+def test_a_bad_contact_on_record_is_refused_masked() -> None:
+    with pytest.raises(ValueError) as raised:
+        validate_alert_conf(WITHOUT_CONTACTS, {"CUST-00042": ("5550142", "jane.doe@example.com")}.get)
+    assert "- phone = '55*0142' (masked, str): is not an E.164 number" in str(raised.value)
+
+
+def test_alert_recipient_is_what_the_sending_tasks_render() -> None:
+    assert alert_recipient(WITHOUT_CONTACTS, "phone", RECORDS.get) == "+14155550142"
+    assert alert_recipient(WITHOUT_CONTACTS, "email", RECORDS.get) == "jane.doe@example.com"
+    with pytest.raises(ValueError, match="field must be one of phone, email"):
+        alert_recipient(WITHOUT_CONTACTS, "customer_id", RECORDS.get)
 
 
 @pytest.mark.parametrize("conf", [None, [], "customer_id=1"])

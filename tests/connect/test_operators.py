@@ -59,3 +59,27 @@ def test_operators_default_to_the_connect_pools() -> None:
     assert SendSmsOperator(task_id="a", dag=dag, to="+15550199022", body="x").pool == "connect_sms"
     assert SendEmailOperator(task_id="b", dag=dag, to="a@example.com", subject="s", html_content="h").pool == \
         "connect_email"
+
+
+def test_rendered_recipients_are_kept_masked_in_what_airflow_stores(clean_sandbox, suite_engine, twilio_conn,
+                                                                    sendgrid_conn) -> None:
+    """Airflow stores the task's fields after rendering (``_serialize_rendered_fields``) as the rendered template
+    fields: they show the recipients masked, while the messages go to the real ones."""
+    from airflow.sdk.execution_time.task_runner import _serialize_rendered_fields
+
+    dag = _dag()
+    context = _context(run_id="manual__masked", params={"phone": "+15550199031", "email": "jane.masked@example.com"})
+    sms = SendSmsOperator(task_id="send", dag=dag, to="{{ params.phone }}", body="Hello")
+    bulk = SendSmsOperator(task_id="bulk", dag=dag, messages=[{"to": "{{ params.phone }}", "body": "Hi"}])
+    email = SendEmailOperator(task_id="mail", dag=dag, to="{{ params.email }}, b.masked@example.com", subject="s",
+                              html_content="<p>x</p>")
+    for operator in (sms, bulk, email):
+        operator.render_template_fields(context, jinja_env=dag.get_template_env())
+    stored = repr([_serialize_rendered_fields(operator) for operator in (sms, bulk, email)])
+    assert "+15550199031" not in stored and "masked@example.com" not in stored.replace("***@example.com", "")
+    assert "+1******9031" in stored and "j***@example.com, b***@example.com" in stored
+    sms.execute(context)
+    email.execute({**context, "ti": SimpleNamespace(**{**vars(context["ti"]), "task_id": "mail"})})
+    assert [m["to"] for m in clean_sandbox.messages("sms")] == ["+15550199031"]
+    assert sorted(to for m in clean_sandbox.messages("email") for to in m["recipients"]) == [
+        "b.masked@example.com", "jane.masked@example.com"]

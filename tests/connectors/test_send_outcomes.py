@@ -142,3 +142,23 @@ def test_a_bad_timeout_is_refused_with_its_value(monkeypatch, sandbox_url, value
     hook = twilio(monkeypatch, sandbox_url, timeout=value)
     with pytest.raises(ConfigurationError, match=rf"'timeout' must be a number of seconds.*got {value!r}"):
         _ = hook.request_timeout
+
+
+def test_twilio_error_texts_quoting_the_recipient_come_out_masked(sandbox_url, monkeypatch) -> None:
+    hook = twilio(monkeypatch, sandbox_url)
+    with pytest.raises(Exception) as raised:
+        hook.send_sms("+15005550006", "to the sender itself")  # Twilio: "... cannot be the same: +15005550006"
+    assert "+15005550006" in str(raised.value)  # what the SDK raises quotes it ...
+    code, text = hook.describe_error(raised.value)
+    assert code == "21266" and "+15005550006" not in text and "+1******0006" in text  # ... what is kept does not
+
+
+def test_sendgrid_error_texts_quoting_a_recipient_come_out_masked(sandbox_url, monkeypatch) -> None:
+    hook = sendgrid(monkeypatch, sandbox_url)
+    same = {"email": "dup.once@example.com"}
+    twice = {**MAIL, "personalizations": [{"to": [same, same]}]}
+    with pytest.raises(Exception) as raised:
+        hook.send_mail(twice)
+    assert b"dup.once@example.com" in raised.value.body
+    code, text = hook.describe_error(raised.value)
+    assert code == "400" and "dup.once@example.com" not in text and "d***@example.com" in text

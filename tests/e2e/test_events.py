@@ -203,6 +203,7 @@ def test_a_large_transaction_starts_one_alert_and_redelivery_starts_none(
     run = api.wait_for_run(ALERT, f"event__{large_id}")
     assert run["state"] == "success", api.task_states(ALERT, f"event__{large_id}")
     assert run["conf"]["customer_id"] == customer_id and run["conf"]["amount"] == 2513.37
+    assert "phone" not in run["conf"] and "email" not in run["conf"]  # looked up by the sending tasks
     messages = [sms for sms in api.sandbox("sms", to=phone) if "USD 2,513.37" in sms["body"]]
     assert len(messages) == 1, messages
     assert api.session.get(f"{api.base}/api/v2/dags/{ALERT}/dagRuns/event__{small_id}", timeout=30).status_code == 404

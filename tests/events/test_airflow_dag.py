@@ -13,7 +13,7 @@ from demobank.connect.alerts import alert_conf_from_event
 from demobank.db.engine import get_engine, session_scope
 from demobank.db.models import EventDelivery
 from demobank.events import targets
-from demobank.events.airflow_dag import AirflowDagPublisher, run_id_for, trigger_in_task
+from demobank.events.airflow_dag import AirflowDagPublisher, conf_builder_for, run_id_for, trigger_in_task
 from demobank.events.catalog import examples
 from demobank.events.dispatcher import Target, dispatch_until_empty
 from demobank.events.eventbridge import Delivered, Failed
@@ -23,7 +23,7 @@ from tests.db.conftest import _isolated_engines, sqlite_url  # noqa: F401 - fixt
 
 PUBLISHER = "dag:test_airflow_dag"  # who this module's events are published by
 
-CONTACTS = {"CUST-00042": ("+14155550142", "jane.doe@example.com")}
+CONTACTS = {"CUST-00042": ("+14155550142", "jane.doe@example.com"), "CUST-BADPHONE": ("+1 415 000 0000", "b@x.example")}
 
 
 def envelope(amount: str = "2500.00", **data: Any) -> dict[str, Any]:
@@ -52,21 +52,28 @@ def alert_publisher(trigger: RecordingTrigger) -> AirflowDagPublisher:
                                conf_builder=lambda env: alert_conf_from_event(env, CONTACTS.get))
 
 
-def test_the_alert_conf_comes_from_the_event_and_the_customers_contacts() -> None:
+def test_the_alert_conf_comes_from_the_event_and_carries_no_contact_details() -> None:
     conf = alert_conf_from_event(envelope("1234.50"), CONTACTS.get)
-    assert conf == {"customer_id": "CUST-00042", "phone": "+14155550142", "email": "jane.doe@example.com",
-                    "amount": 1234.5, "currency": "EUR", "merchant": examples("transaction.created")[0]["merchant"][
-                        "name"]}
+    merchant = examples("transaction.created")[0]["merchant"]["name"]
+    assert conf == {"customer_id": "CUST-00042", "amount": 1234.5, "currency": "EUR", "merchant": merchant}
 
 
 @pytest.mark.parametrize(("event", "reason"), [
     (envelope(customer_id="CUST-99999"), "customer 'CUST-99999' of transaction"),
+    (envelope(customer_id="CUST-BADPHONE"), "phone = '\\+1\\*+0000' \\(masked"),
     (envelope(currency="XAU"), "currency"),
     ({**envelope(), "type": "customer.created"}, "started by transaction.created events"),
 ])
 def test_an_event_that_cannot_make_an_alert_says_why(event: dict[str, Any], reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         alert_conf_from_event(event, CONTACTS.get)
+
+
+def test_the_alert_conf_builder_is_registered_by_connect_not_known_to_events() -> None:
+    assert conf_builder_for("connect_transaction_alert") is alert_conf_from_event
+    assert conf_builder_for("some_other_dag") is None
+    assert AirflowDagPublisher("some_other_dag").conf_builder({"id": "e1", "type": "x"}) == {
+        "event": {"id": "e1", "type": "x"}}
 
 
 def test_one_run_per_event_and_a_redelivered_event_starts_nothing() -> None:

@@ -1,14 +1,18 @@
 """Transaction alerts: the conf of the ``connect_transaction_alert`` workflow, validated, and money formatting.
 
-A transaction alert is triggered through Airflow's REST API with a conf such as::
+A transaction alert is triggered through Airflow's REST API, or by a ``transaction.created`` event, with a conf
+such as::
 
-    {"customer_id": "CUST-00042", "phone": "+14155550142", "email": "jane@example.com",
-     "amount": 1234.5, "currency": "USD", "merchant": "Blue Bottle Coffee"}
+    {"customer_id": "CUST-00042", "amount": 1234.5, "currency": "USD", "merchant": "Blue Bottle Coffee"}
+
+The customer's phone number and e-mail address are looked up by customer id when the task needs them
+(:func:`alert_recipient`), so they never sit in the run's conf or in XCom. A caller may still pass ``phone`` and
+``email`` in the conf (they then take precedence): that conf is theirs, and Airflow keeps it as given.
 
 :func:`validate_alert_conf` checks every field at once and raises one :class:`ValueError` that lists every bad
 field, with its value (phone numbers and e-mail addresses masked) and the form that is expected.
 :meth:`TransactionAlert.to_template_data` is what the message templates in ``include/templates/connect/``
-receive (JSON-safe, so it can travel through XCom).
+receive (JSON-safe, so it can travel through XCom; no contact details).
 
 Airflow-free: the DAG file only calls these functions.
 """
@@ -140,15 +144,14 @@ class TransactionAlert(BaseModel):
         return format_amount(self.amount, self.currency)
 
     def to_template_data(self) -> dict[str, str]:
-        """The alert as the message templates (and XCom) receive it: JSON-safe, every value a string.
+        """The alert as the message templates (and XCom) receive it: JSON-safe, every value a string, and no
+        phone number or e-mail address (the sending tasks look them up: :func:`alert_recipient`).
 
         ``amount`` keeps the currency's decimal places (``"1234.50"``); ``amount_display`` is formatted for
         people (``"USD 1,234.50"``).
         """
         return {
             "customer_id": self.customer_id,
-            "phone": self.phone,
-            "email": str(self.email),
             "amount": str(_quantize(self.amount, self.currency)),
             "currency": self.currency,
             "amount_display": self.amount_display,
@@ -210,22 +213,55 @@ def _problem(error: Mapping[str, Any]) -> str:
     return message[:1].lower() + message[1:]
 
 
-def validate_alert_conf(conf: Mapping[str, Any] | None) -> TransactionAlert:
-    """Validate the conf of a transaction alert run.
+Contacts = Callable[[str], tuple[str, str] | None]
+"""customer id → (phone, e-mail), or ``None`` when the customer is unknown."""
 
-    :param conf: the run's conf (or the DAG's params): ``customer_id``, ``phone``, ``email``, ``amount``,
-        ``currency``, ``merchant``; nothing else.
-    :return: the validated alert.
+
+def demo_customer_contacts(customer_id: str) -> tuple[str, str] | None:
+    """A customer's phone and e-mail from the suite's ``demo_customers`` table."""
+    from demobank.db.engine import session_scope
+    from demobank.db.models import DemoCustomer
+
+    with session_scope() as session:
+        customer = session.get(DemoCustomer, customer_id)
+        return None if customer is None else (customer.phone, customer.email)
+
+
+CONTACT_FIELDS = ("phone", "email")
+"""The conf's optional fields: when absent (or null), they come from the customer's record."""
+
+
+def validate_alert_conf(conf: Mapping[str, Any] | None, contacts: Contacts | None = None) -> TransactionAlert:
+    """Validate the conf of a transaction alert run, with the customer's contact details.
+
+    :param conf: the run's conf (or the DAG's params): ``customer_id``, ``amount``, ``currency``, ``merchant``,
+        and optionally ``phone`` and ``email``; nothing else.
+    :param contacts: where a ``phone`` or ``email`` the conf does not give is looked up (default: the suite's
+        customer records, :func:`demo_customer_contacts`).
+    :return: the validated alert, contacts included.
     :raises ValueError: listing every bad, missing or unexpected field, each with its value (phone numbers
-        and e-mail addresses masked) and the form that is expected.
+        and e-mail addresses masked) and the form that is expected; or the customer has no contact details.
     """
     if not isinstance(conf, Mapping):
         raise ValueError(
             f"the transaction alert conf must be a JSON object with the fields {', '.join(EXPECTED)}, "
             f"got {type(conf).__name__}: trigger the DAG with such a conf."
         )
+    values = dict(conf)
+    missing = [field for field in CONTACT_FIELDS if values.get(field) is None]
+    if missing:
+        for field in missing:
+            values.pop(field, None)
+        customer_id = values.get("customer_id")
+        found = (contacts or demo_customer_contacts)(customer_id) if isinstance(customer_id, str) else None
+        if isinstance(customer_id, str) and found is None:
+            raise ValueError(f"customer {customer_id!r} has no phone and e-mail on record: add the customer's "
+                             "contact details (or pass phone and email in the conf), then trigger the alert again")
+        if found is not None:
+            values.update({field: value for field, value in zip(CONTACT_FIELDS, found, strict=True)
+                           if field in missing})
     try:
-        return TransactionAlert.model_validate(dict(conf))
+        return TransactionAlert.model_validate(values)
     except ValidationError as exc:
         lines = []
         for error in exc.errors(include_url=False):
@@ -250,20 +286,6 @@ def validate_alert_conf(conf: Mapping[str, Any] | None) -> TransactionAlert:
 
 # -- event-driven alerts ------------------------------------------------------------------------------------------
 
-Contacts = Callable[[str], tuple[str, str] | None]
-"""customer id → (phone, e-mail), or ``None`` when the customer is unknown."""
-
-
-def demo_customer_contacts(customer_id: str) -> tuple[str, str] | None:
-    """A customer's phone and e-mail from the suite's ``demo_customers`` table."""
-    from demobank.db.engine import session_scope
-    from demobank.db.models import DemoCustomer
-
-    with session_scope() as session:
-        customer = session.get(DemoCustomer, customer_id)
-        return None if customer is None else (customer.phone, customer.email)
-
-
 def _merchant_of(data: Mapping[str, Any]) -> str:
     for key in ("merchant", "counterparty"):
         party = data.get(key)
@@ -274,7 +296,10 @@ def _merchant_of(data: Mapping[str, Any]) -> str:
 
 
 def alert_conf_from_event(envelope: Mapping[str, Any], contacts: Contacts = demo_customer_contacts) -> dict[str, Any]:
-    """The ``connect_transaction_alert`` conf for a ``transaction.created`` event, validated.
+    """The ``connect_transaction_alert`` conf for a ``transaction.created`` event, validated: the customer's id,
+    not their contact details (the sending tasks look those up, :func:`alert_recipient`).
+
+    Registered for the ``airflow_dag`` targets under the ``demobank.airflow_dag_conf`` entry point.
 
     :raises ValueError: the event is not a ``transaction.created``, its customer has no contact details, or the
         alert would be invalid (e.g. a currency the alerts do not support); the message says which.
@@ -287,8 +312,18 @@ def alert_conf_from_event(envelope: Mapping[str, Any], contacts: Contacts = demo
     if found is None:
         raise ValueError(f"customer {customer_id!r} of transaction {data.get('transaction_id')!r} has no phone and "
                          "e-mail on record: add the customer's contact details, then replay the event")
-    phone, email = found
-    conf = {"customer_id": customer_id, "phone": phone, "email": email, "amount": float(Decimal(str(data["amount"]))),
+    conf = {"customer_id": customer_id, "amount": float(Decimal(str(data["amount"]))),
             "currency": data.get("currency"), "merchant": _merchant_of(data)}
-    validate_alert_conf(conf)
+    validate_alert_conf(conf, lambda _customer_id: found)
     return conf
+
+
+def alert_recipient(conf: Mapping[str, Any], field: str, contacts: Contacts | None = None) -> str:
+    """The alert's ``phone`` or ``email`` (the conf's, else the customer's record), for the sending task.
+
+    The DAG's ``to`` fields call it when they are rendered, so the address reaches the task that sends and nothing
+    else: not the conf, not XCom; the operators keep it masked in the rendered fields.
+    """
+    if field not in CONTACT_FIELDS:
+        raise ValueError(f"field must be one of {', '.join(CONTACT_FIELDS)}, got {field!r}")
+    return str(getattr(validate_alert_conf(conf, contacts), field))

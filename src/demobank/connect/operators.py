@@ -20,6 +20,7 @@ from demobank.connect.delivery import (
     build_sms_messages,
 )
 from demobank.connect.ledger import DeliveryLedger, DeliveryScope
+from demobank.connect.recipients import mask, mask_phone
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -60,10 +61,43 @@ def _ledger() -> DeliveryLedger:
     return DeliveryLedger(get_engine())
 
 
-class SendSmsOperator(BaseOperator):
+def _masked_to(value: Any) -> Any:
+    if isinstance(value, str):
+        return ", ".join(mask(part.strip()) for part in value.split(",")) if value.strip() else value
+    if isinstance(value, (list, tuple)):
+        return [mask(str(part)) for part in value]
+    return value
+
+
+def _masked_messages(messages: Any) -> Any:
+    if not isinstance(messages, (list, tuple)):
+        return messages
+    return [{**message, "to": mask_phone(str(message["to"]))} if isinstance(message, Mapping) and "to" in message
+            else message for message in messages]
+
+
+class _RecipientsMaskedWhenRendered(BaseOperator):
+    """Keeps the rendered recipients for :meth:`execute` and leaves them masked in the task's fields, which is what
+    Airflow stores as the task's rendered fields (the metadata DB and the UI's "Rendered Template")."""
+
+    _recipient_fields: dict[str, Any] | None = None
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        super().render_template_fields(context, jinja_env)
+        self._recipient_fields = {"to": getattr(self, "to", None), "messages": getattr(self, "messages", None)}
+        self.to = _masked_to(self._recipient_fields["to"])
+        if hasattr(self, "messages"):
+            self.messages = _masked_messages(self._recipient_fields["messages"])
+
+    def _recipients(self, field: str) -> Any:
+        """The rendered (unmasked) value of ``to`` or ``messages``; the field itself when nothing was rendered."""
+        return getattr(self, field) if self._recipient_fields is None else self._recipient_fields[field]
+
+
+class SendSmsOperator(_RecipientsMaskedWhenRendered):
     """Send an SMS through Twilio to one number or many ("Send SMS" node).
 
-    :param to: E.164 number(s): one string, a comma-separated string or a list. (templated)
+    :param to: E.164 number(s): one string, a comma-separated string or a list. (templated; masked once rendered)
     :param body: the text, at most 1600 characters; a path ending in ``.j2`` is rendered as a template. (templated)
     :param messages: instead of ``to``/``body``, one ``{"to", "body"}`` object per recipient. (templated)
     :param twilio_conn_id: the Twilio connection (its ``rate_limit_per_second`` paces the sends).
@@ -104,7 +138,7 @@ class SendSmsOperator(BaseOperator):
         return TwilioHook(twilio_conn_id=self.twilio_conn_id)
 
     def execute(self, context: Context) -> list[str]:
-        messages = build_sms_messages(self.to, self.body, self.messages)
+        messages = build_sms_messages(self._recipients("to"), self.body, self._recipients("messages"))
         scope = _scope(context)
         delivery = SmsDelivery(self.hook, _ledger(), scope, rate_limit=self.hook.rate_limit_per_second,
                                retry=self.retry_policy, owner=_owner(context, scope))
@@ -113,12 +147,12 @@ class SendSmsOperator(BaseOperator):
         return report.message_ids
 
 
-class SendEmailOperator(BaseOperator):
+class SendEmailOperator(_RecipientsMaskedWhenRendered):
     """Send an e-mail through SendGrid to one address or many ("Send Email" node).
 
     One personalization per recipient (no recipient sees another), up to 1000 per request.
 
-    :param to: address(es): one string, a comma-separated string or a list. (templated)
+    :param to: address(es): one string, a comma-separated string or a list. (templated; masked once rendered)
     :param subject: the subject (required unless the dynamic template sets it). (templated)
     :param html_content: the HTML; a path ending in ``.j2`` is rendered as a template. (templated)
     :param template_id: a SendGrid dynamic template (``d-…``) instead of ``html_content``. (templated)
@@ -166,7 +200,7 @@ class SendEmailOperator(BaseOperator):
         return SendGridHook(sendgrid_conn_id=self.sendgrid_conn_id)
 
     def execute(self, context: Context) -> list[str]:
-        request = build_email_request(self.to, self.subject, self.html_content, self.template_id,
+        request = build_email_request(self._recipients("to"), self.subject, self.html_content, self.template_id,
                                       self.dynamic_template_data)
         scope = _scope(context)
         delivery = EmailDelivery(self.hook, _ledger(), scope, batch_size=self.batch_size, retry=self.retry_policy,

@@ -1,7 +1,5 @@
-"""Recipients: validation (E.164 numbers, e-mail addresses) and the masks used wherever they are logged.
-
-Logs and error messages never contain a full phone number or e-mail address: ``+1******4567``,
-``j***@example.com``.
+"""Recipients: validation (E.164 numbers, e-mail addresses); the masks used wherever they are logged are in
+:mod:`demobank.masking` (re-exported here for the workflow steps).
 """
 
 from __future__ import annotations
@@ -9,34 +7,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from demobank.masking import mask, mask_email, mask_phone, scrub
+
+__all__ = ["E164", "EMAIL", "MAX_SMS_BODY", "as_list", "invalid_email_addresses", "invalid_phone_numbers", "mask",
+           "mask_email", "mask_phone", "scrub"]
+
 E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 # Deliberately plain: one @, a dot in the domain, no spaces. SendGrid does the final check.
 EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$")
 MAX_SMS_BODY = 1600
 """Twilio refuses longer bodies (error 21617)."""
-
-
-def mask_phone(number: str) -> str:
-    """``+15551234567`` → ``+1******4567``: country code's first digit and the last four digits stay."""
-    number = str(number).strip()
-    if len(number) <= 6:
-        return "*" * len(number)
-    return number[:2] + "*" * (len(number) - 6) + number[-4:]
-
-
-def mask_email(address: str) -> str:
-    """``jane.doe@example.com`` → ``j***@example.com``."""
-    address = str(address).strip()
-    local, at, domain = address.rpartition("@")
-    if not at:
-        return mask_phone(address) if address.startswith("+") else (address[:1] + "***" if address else "")
-    return f"{local[:1]}***@{domain}"
-
-
-def mask(recipient: str) -> str:
-    """Mask a phone number or an e-mail address, whichever it looks like."""
-    return mask_email(recipient) if "@" in str(recipient) else mask_phone(recipient)
 
 
 def as_list(value: str | Iterable[str] | None) -> list[str]:

@@ -18,6 +18,7 @@ from airflow.sdk import BaseHook
 
 from demobank.connectors._extras import extra_value, seconds_extra
 from demobank.exceptions import ConfigurationError
+from demobank.masking import scrub
 from demobank.retry import SendOutcome
 
 if TYPE_CHECKING:
@@ -213,8 +214,8 @@ class SendGridHook(BaseHook):
             except (ValueError, AttributeError):
                 detail = ""
             hint = ERROR_HINTS.get(status, "")
-            return str(status), f"SendGrid HTTP {status}: {hint}{' (' + detail + ')' if detail else ''}"
-        return type(error).__name__, f"{type(error).__name__}: could not reach SendGrid ({error})"
+            return str(status), scrub(f"SendGrid HTTP {status}: {hint}{' (' + detail + ')' if detail else ''}")
+        return type(error).__name__, scrub(f"{type(error).__name__}: could not reach SendGrid ({error})")
 
     @staticmethod
     def is_fatal_for_batch(error: BaseException) -> bool:

@@ -19,6 +19,7 @@ from airflow.sdk import BaseHook
 
 from demobank.connectors._extras import extra_value, seconds_extra
 from demobank.exceptions import ConfigurationError
+from demobank.masking import scrub
 from demobank.retry import SendOutcome
 
 if TYPE_CHECKING:
@@ -253,8 +254,8 @@ class TwilioHook(BaseHook):
             code = error.code or error.status
             hint = ERROR_HINTS.get(int(code)) if isinstance(code, int) else None
             text = f"Twilio error {code} (HTTP {error.status})"
-            return str(code), f"{text}: {hint}" if hint else f"{text}: {error.msg}"
-        return type(error).__name__, f"{type(error).__name__}: could not reach Twilio ({error})"
+            return str(code), f"{text}: {hint}" if hint else f"{text}: {scrub(error.msg)}"
+        return type(error).__name__, scrub(f"{type(error).__name__}: could not reach Twilio ({error})")
 
     @staticmethod
     def is_fatal_for_batch(error: BaseException) -> bool:

@@ -26,14 +26,19 @@ ConfBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
 Trigger = Callable[[str, str, dict[str, Any]], bool]
 
 
-def _transaction_alert_conf(envelope: Mapping[str, Any]) -> dict[str, Any]:
-    from demobank.connect.alerts import alert_conf_from_event
+CONF_BUILDER_GROUP = "demobank.airflow_dag_conf"
+"""The entry-point group where a module registers the conf its DAG's runs get from an event: the name is the DAG
+id, the object a function envelope → conf that raises ``ValueError`` for an event the DAG cannot take (Connect
+registers ``connect_transaction_alert`` in ``pyproject.toml``). Any other DAG gets ``{"event": <envelope>}``."""
 
-    return alert_conf_from_event(envelope)
 
+def conf_builder_for(dag_id: str) -> ConfBuilder | None:
+    """The conf builder registered for ``dag_id`` under :data:`CONF_BUILDER_GROUP`, if any."""
+    from importlib.metadata import entry_points
 
-CONF_BUILDERS: dict[str, ConfBuilder] = {"connect_transaction_alert": _transaction_alert_conf}
-"""DAGs that take a specific conf; any other DAG gets ``{"event": <envelope>}``."""
+    for entry in entry_points(group=CONF_BUILDER_GROUP, name=dag_id):
+        return entry.load()
+    return None
 
 
 def run_id_for(envelope_id: str) -> str:
@@ -68,7 +73,7 @@ class AirflowDagPublisher:
     def __init__(self, dag_id: str, *, trigger: Trigger = trigger_in_task, conf_builder: ConfBuilder | None = None):
         self.dag_id = dag_id
         self.trigger = trigger
-        self.conf_builder = conf_builder or CONF_BUILDERS.get(dag_id) or (lambda envelope: {"event": dict(envelope)})
+        self.conf_builder = conf_builder or conf_builder_for(dag_id) or (lambda envelope: {"event": dict(envelope)})
 
     def publish(self, envelopes: Sequence[Mapping[str, Any]]) -> PublishResult:
         """Start a run per envelope: a bad event is a permanent failure (dead letter with the reason); Airflow
