@@ -13,7 +13,7 @@ from demobank.connect.alerts import alert_conf_from_event
 from demobank.db.engine import get_engine, session_scope
 from demobank.db.models import EventDelivery
 from demobank.events import targets
-from demobank.events.airflow_dag import AirflowDagPublisher, conf_builder_for, run_id_for, trigger_in_task
+from demobank.events.airflow_dag import AirflowDagPublisher, NoRunNeeded, conf_builder_for, run_id_for, trigger_in_task
 from demobank.events.catalog import examples
 from demobank.events.dispatcher import Target, dispatch_until_empty
 from demobank.events.eventbridge import Delivered, Failed
@@ -59,7 +59,6 @@ def test_the_alert_conf_comes_from_the_event_and_carries_no_contact_details() ->
 
 
 @pytest.mark.parametrize(("event", "reason"), [
-    (envelope(customer_id="CUST-99999"), "customer 'CUST-99999' of transaction"),
     (envelope(customer_id="CUST-BADPHONE"), "phone = '\\+1\\*+0000' \\(masked"),
     (envelope(currency="XAU"), "currency"),
     ({**envelope(), "type": "customer.created"}, "started by transaction.created events"),
@@ -67,6 +66,16 @@ def test_the_alert_conf_comes_from_the_event_and_carries_no_contact_details() ->
 def test_an_event_that_cannot_make_an_alert_says_why(event: dict[str, Any], reason: str) -> None:
     with pytest.raises(ValueError, match=reason):
         alert_conf_from_event(event, CONTACTS.get)
+
+
+def test_a_customer_not_enrolled_in_alerts_gets_no_run_and_no_dead_letter() -> None:
+    with pytest.raises(NoRunNeeded, match="customer CUST-99999 is not enrolled in transaction alerts"):
+        alert_conf_from_event(envelope(customer_id="CUST-99999"), CONTACTS.get)
+    trigger = RecordingTrigger()
+    result = alert_publisher(trigger).publish([{**envelope(customer_id="CUST-99999"), "id": "e-not-enrolled"}])
+    assert result["e-not-enrolled"] == Delivered("no run: customer CUST-99999 is not enrolled in transaction alerts "
+                                                 "(no phone and e-mail on record)")
+    assert trigger.runs == {}
 
 
 def test_the_alert_conf_builder_is_registered_by_connect_not_known_to_events() -> None:
@@ -88,9 +97,9 @@ def test_one_run_per_event_and_a_redelivered_event_starts_nothing() -> None:
 
 
 def test_a_bad_event_fails_permanently_and_airflow_refusing_is_a_target_error() -> None:
-    result = alert_publisher(RecordingTrigger()).publish([envelope(customer_id="CUST-99999")])
+    result = alert_publisher(RecordingTrigger()).publish([envelope(customer_id="CUST-BADPHONE")])
     failed = result["0190-2500.00"]
-    assert isinstance(failed, Failed) and not failed.transient and "CUST-99999" in failed.message
+    assert isinstance(failed, Failed) and not failed.transient and "is not an E.164 number" in failed.message
     refused = alert_publisher(RecordingTrigger(RuntimeError("DAG connect_transaction_alert not found"))).publish(
         [envelope()])["0190-2500.00"]
     assert isinstance(refused, Failed) and refused.target_error and "not found" in refused.message
@@ -126,7 +135,8 @@ def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engin
         ids = publish_many(session, [
             {"type": "transaction.created", "data": {**examples("transaction.created")[0], "amount": amount,
                                                      "customer_id": customer}}
-            for amount, customer in (("999.99", "CUST-00042"), ("1000", "CUST-00042"), ("5000", "CUST-77777"))],
+            for amount, customer in (("999.99", "CUST-00042"), ("1000", "CUST-00042"), ("5000", "CUST-BADPHONE"),
+                                     ("7000", "CUST-77777"))],
             publisher=PUBLISHER)
     trigger = RecordingTrigger()
 
@@ -134,17 +144,19 @@ def test_large_transactions_start_alerts_and_a_replay_starts_no_second_one(engin
         return alert_publisher(trigger)
 
     report = dispatch_until_empty(engine, "w", factory)
-    assert (report.delivered, report.dead) == (1, 1)
+    assert (report.delivered, report.dead) == (2, 1)  # the one not enrolled in alerts is done without a run
     assert list(trigger.runs) == [run_id_for(ids[1])]
     with Session(engine) as session:
         dead = session.scalar(select(EventDelivery.last_error).where(EventDelivery.event_id == ids[2]))
-    assert "CUST-77777" in dead and "alerts" in dead
+        skipped = session.scalar(select(EventDelivery.external_id).where(EventDelivery.event_id == ids[3]))
+    assert "CUST-BADPHONE" in dead and "alerts" in dead and "+1 415" not in dead
+    assert skipped.startswith("no run: customer CUST-77777 is not enrolled")
     from datetime import UTC, datetime, timedelta
 
     from demobank.events.replay import replay
     now = datetime.now(UTC)
     # The replay keeps to the target's filter: the 999.99 transaction is not replayed to the alerts.
-    assert replay(engine, alerts.id, "transaction.created", now - timedelta(hours=1), now + timedelta(hours=1)) == 2
+    assert replay(engine, alerts.id, "transaction.created", now - timedelta(hours=1), now + timedelta(hours=1)) == 3
     dispatch_until_empty(engine, "w", factory)
     assert list(trigger.runs) == [run_id_for(ids[1])], "a replayed event found its run: no second alert"
 

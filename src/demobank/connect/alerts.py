@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, ValidationInfo, field_validator
 
 from demobank.connect.recipients import E164, EMAIL, mask_email, mask_phone
+from demobank.events.airflow_dag import NoRunNeeded
 
 CURRENCY_MINOR_UNITS: dict[str, int] = {
     "AED": 2, "AUD": 2, "BRL": 2, "CAD": 2, "CHF": 2, "CNY": 2, "CZK": 2, "DKK": 2, "EUR": 2, "GBP": 2,
@@ -301,8 +302,10 @@ def alert_conf_from_event(envelope: Mapping[str, Any], contacts: Contacts = demo
 
     Registered for the ``airflow_dag`` targets under the ``demobank.airflow_dag_conf`` entry point.
 
-    :raises ValueError: the event is not a ``transaction.created``, its customer has no contact details, or the
-        alert would be invalid (e.g. a currency the alerts do not support); the message says which.
+    :raises NoRunNeeded: the customer is not enrolled in alerts (no contact details on record): no alert, and no
+        dead letter either.
+    :raises ValueError: the event is not a ``transaction.created``, or the alert would be invalid (a contact on
+        record that is not sendable, a currency the alerts do not support); the message says which.
     """
     if envelope.get("type") != "transaction.created":
         raise ValueError(f"a transaction alert is started by transaction.created events, not {envelope.get('type')!r}")
@@ -310,11 +313,14 @@ def alert_conf_from_event(envelope: Mapping[str, Any], contacts: Contacts = demo
     customer_id = str(data.get("customer_id", ""))
     found = contacts(customer_id)
     if found is None:
-        raise ValueError(f"customer {customer_id!r} of transaction {data.get('transaction_id')!r} has no phone and "
-                         "e-mail on record: add the customer's contact details, then replay the event")
+        raise NoRunNeeded(f"customer {customer_id} is not enrolled in transaction alerts (no phone and e-mail on "
+                          "record)")
     conf = {"customer_id": customer_id, "amount": float(Decimal(str(data["amount"]))),
             "currency": data.get("currency"), "merchant": _merchant_of(data)}
-    validate_alert_conf(conf, lambda _customer_id: found)
+    try:
+        validate_alert_conf(conf, lambda _customer_id: found)
+    except ValueError as error:
+        raise ValueError(f"transaction {data.get('transaction_id')!r} of customer {customer_id}: {error}") from None
     return conf
 
 

@@ -10,6 +10,7 @@ The run id is ``event__<event id>``, so a redelivered event (a retried dispatch,
 nothing: at most one alert per event. Runs are started the way Airflow's ``TriggerDagRunOperator`` does, through
 the task's supervisor and the execution API: no credentials, but only inside an Airflow task (the
 ``events_dispatch`` DAG); elsewhere the target's deliveries wait (a target error, nothing dead-lettered).
+An event the DAG has nothing to do for is delivered without a run (:class:`NoRunNeeded`, its reason recorded).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from demobank.events.eventbridge import Delivered, Failed, Outcome, PublishResul
 log = logging.getLogger(__name__)
 
 ConfBuilder = Callable[[Mapping[str, Any]], dict[str, Any]]
+
+
+class NoRunNeeded(Exception):
+    """Raised by a conf builder for an event its DAG has nothing to do for (e.g. a transaction of a customer who
+    is not enrolled in alerts): the delivery is done, recorded with the reason as its external id, and no run is
+    started. An event the DAG should take but cannot (bad data) raises ``ValueError`` instead: a dead letter."""
 Trigger = Callable[[str, str, dict[str, Any]], bool]
 
 
@@ -83,6 +90,10 @@ class AirflowDagPublisher:
             event_id = str(envelope["id"])
             try:
                 conf = self.conf_builder(envelope)
+            except NoRunNeeded as skipped:
+                log.info("event %s: no %s run needed: %s", event_id, self.dag_id, skipped)
+                outcomes[event_id] = Delivered(f"no run: {skipped}"[:200])
+                continue
             except (ValueError, KeyError, TypeError) as error:
                 outcomes[event_id] = Failed("InvalidEventForDag", f"no {self.dag_id} run for this event: {error}",
                                             transient=False)
