@@ -144,6 +144,11 @@ def connect_transaction_alert() -> None:
     )
     send_email = SendEmailOperator(
         task_id="send_email",
+        # A send of unknown outcome (SendGrid timed out after taking the request) is only settled once Email
+        # Activity can prove it absent, 10 minutes later: the retries reach past that instead of failing early.
+        retries=3,
+        retry_delay=timedelta(minutes=4),
+        max_retry_delay=timedelta(minutes=15),
         to="{{ alert_recipient(params, 'email') }}",
         subject=_include("connect/transaction_alert.subject.j2"),
         html_content=_include("connect/transaction_alert.email.html.j2"),

@@ -131,3 +131,19 @@ def test_the_recorder_catches_io(tmp_path) -> None:
     new = _RECORDER.events[before:]
     del _RECORDER.events[before:]
     assert any("outside.txt" in detail for _, detail in new)
+
+
+def test_email_task_retries_outlast_sendgrids_reconcile_window(dag_bag) -> None:
+    """A send of unknown outcome is settled at SendGrid only after ``reconcile_after_seconds`` (600 s by default):
+    every e-mail task's retries must reach past it, or the task ends failed while the e-mail may have gone out."""
+    from datetime import timedelta
+
+    from demobank.connect.operators import SendEmailOperator
+    from demobank.connectors.sendgrid import DEFAULT_RECONCILE_AFTER
+
+    email_tasks = [task for dag in dag_bag.dags.values() for task in dag.tasks if isinstance(task, SendEmailOperator)]
+    assert email_tasks
+    for task in email_tasks:
+        delays = [task.retry_delay * (2 ** n if task.retry_exponential_backoff else 1) for n in range(task.retries)]
+        reach = sum((min(delay, task.max_retry_delay or delay) for delay in delays), timedelta())
+        assert reach.total_seconds() > DEFAULT_RECONCILE_AFTER, (task.dag_id, task.task_id, reach)
