@@ -22,9 +22,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 run: install
 	@exec $(BIN)/python -m demobank.launcher
 
+# The end-to-end tests (one live `make run`) and the others run side by side: see scripts/run-tests.sh.
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	@bash scripts/run-tests.sh
 
 lint: install
 	$(BIN)/ruff check .
