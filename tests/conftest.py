@@ -51,14 +51,16 @@ def airflow_home() -> Path:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """End-to-end tests run after all others, so that the shared platform boots meanwhile; tests marked ``last``
-    run at the very end (e.g. the one that stops the shared live platform). Every test under ``tests/e2e`` is an
+    run at the very end (e.g. the one that stops the shared live platform), tests marked ``fresh_platform`` before
+    the other end-to-end tests (they look at what the platform did on its own). Every test under ``tests/e2e`` is an
     end-to-end test (marker ``e2e``), whether its module says so or not."""
     e2e_dir = PROJECT_DIR / "tests" / "e2e"
     for item in items:
         if e2e_dir in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.e2e)
     items.sort(key=lambda item: (item.get_closest_marker("last") is not None,
-                                 item.get_closest_marker("e2e") is not None))
+                                 item.get_closest_marker("e2e") is not None,
+                                 item.get_closest_marker("fresh_platform") is None))
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

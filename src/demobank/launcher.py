@@ -190,6 +190,13 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
             # SQLite and 2 cores make the execution API slow while everything starts; its 5 s default timeout
             # then fails a task's first attempt (the client's retry of PATCH /run is refused as a duplicate).
             "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": env.get("AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT", "30"),
+            # A loaded 2-core machine can take over 50 s to parse a DAG file: Airflow's defaults then kill the parse
+            # and deactivate the file's DAGs as stale ("Dag ... not found" until the next parse succeeds).
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": env.get("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "150"),
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": env.get(
+                "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT", "180"),
+            "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": env.get(
+                "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD", "180"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "demobank.launcher.AIRFLOW_SQLITE_CONNECT_ARGS",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "demobank.launcher.AIRFLOW_SQLITE_CONNECT_ARGS",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),

@@ -1,0 +1,46 @@
+"""A fresh `make run` shows no error: the runs the platform makes on its own after it starts (the scheduled DAGs'
+first runs and what they trigger) all succeed, the suite is healthy and no delivery is dead. This runs before any
+other end-to-end test touches the platform (marker ``fresh_platform``). For the full ten minutes, run
+``scripts/check_fresh_platform.py`` (a platform of its own, left alone)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+
+from tests.e2e.api import Api
+from tests.e2e.conftest import LivePlatform
+
+pytestmark = [pytest.mark.e2e, pytest.mark.fresh_platform]
+
+UNFINISHED = {"queued", "running", "scheduled", None}
+
+
+def test_what_a_fresh_platform_does_on_its_own_succeeds(api: Api, live_platform: LivePlatform) -> None:
+    scheduled = sorted(dag["dag_id"] for dag in api.get("/dags", limit=100)["dags"]
+                       if dag["timetable_summary"] not in (None, "None") and not dag["is_paused"])
+    assert {"events_dispatch", "suite_health_check", "data_factory_report_sweep"} <= set(scheduled), scheduled
+    deadline = time.monotonic() + 360
+    while True:
+        runs = [run for run in api.get("/dags/~/dagRuns", limit=1000)["dag_runs"] if run["run_type"] != "manual"]
+        started = {run["dag_id"] for run in runs}
+        pending = [run for run in runs if run["state"] in UNFINISHED]
+        if set(scheduled) <= started and not pending:
+            break
+        assert time.monotonic() < deadline, (
+            f"still waiting after 6 min: no run yet of {sorted(set(scheduled) - started)}; unfinished: "
+            f"{[(run['dag_id'], run['state']) for run in pending]}")
+        time.sleep(3)
+    failed = {f"{run['dag_id']}/{run['dag_run_id']}": api.task_states(run["dag_id"], run["dag_run_id"])
+              for run in runs if run["state"] != "success"}
+    assert not failed, f"runs the platform made on its own failed: {failed}"
+    with sqlite3.connect(live_platform.home / "demobank.db", timeout=30) as db:
+        dead = db.execute("SELECT t.name, count(*), max(d.last_error) FROM event_deliveries d JOIN event_targets t "
+                          "ON t.id = d.target_id WHERE d.status = 'dead' GROUP BY t.name").fetchall()
+    assert not dead, f"dead deliveries on a fresh platform: {dead}"
+    health = api.session.get(f"{api.base}/demobank/health", timeout=30)
+    assert health.status_code == 200 and health.json()["ok"] is True, health.text
+    print(f"fresh platform: {len(runs)} run(s) of {len(scheduled)} scheduled DAG(s), all succeeded: "
+          f"{sorted((run['dag_id'], run['run_type']) for run in runs)}")
