@@ -71,7 +71,7 @@ def main() -> int:
                                 timeout=60).json()["task_instances"]
             bad = [f"{t['task_id']} ({t['state']})" for t in tasks if t["state"] not in ("success", "skipped")]
             print(f"  FAILED {run['dag_id']} {run['dag_run_id']}: {', '.join(bad)}")
-        health = session.get(f"{base}/demobank/health", timeout=60)
+        health = session.get(f"{base}/demobank/api/v1/health", timeout=60)
         body = health.json()
         print(f"\nsuite health ({health.status_code}): {body}")
         ok = not failed and bool(body.get("ok"))

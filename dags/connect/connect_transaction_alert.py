@@ -76,7 +76,7 @@ def _include(name: str) -> str:
             None,
             type=["null", "string"],
             pattern=PHONE_PATTERN,
-            title="Mobile phone, E.164 (optional)",
+            title="Mobile phone, E.164 (optional, e.g. +14155550142)",
             description="Leave empty to use the customer's number on record; else where the SMS goes: '+', "
             "country code and number, no spaces, e.g. +14155550142.",
         ),
@@ -85,7 +85,7 @@ def _include(name: str) -> str:
             type=["null", "string"],
             format="email",
             maxLength=320,
-            title="E-mail address (optional)",
+            title="E-mail address (optional, e.g. jane.doe@example.com)",
             description="Leave empty to use the customer's address on record; else where the e-mail goes, e.g. "
             "jane.doe@example.com.",
         ),
