@@ -30,6 +30,8 @@ class NoRunNeeded(Exception):
     """Raised by a conf builder for an event its DAG has nothing to do for (e.g. a transaction of a customer who
     is not enrolled in alerts): the delivery is done, recorded with the reason as its external id, and no run is
     started. An event the DAG should take but cannot (bad data) raises ``ValueError`` instead: a dead letter."""
+
+
 Trigger = Callable[[str, str, dict[str, Any]], bool]
 
 
