@@ -5,7 +5,10 @@ What it starts (every port on 127.0.0.1):
 * ``airflow standalone`` (SQLite metadata DB, LocalExecutor, API server and UI on ``DEMOBANK_API_PORT``, 8080)
   with the project's ``dags/`` and ``plugins/``; the plugin mounts the vendor sandbox at ``/sandbox`` and the
   suite's authenticated pages at ``/demobank``;
-* moto's server (``DEMOBANK_MOTO_PORT``, 5000) standing in for AWS EventBridge and SQS.
+* moto's server (``DEMOBANK_MOTO_PORT``, 5000) standing in for AWS EventBridge and SQS, and the audit queue's
+  consumer, :mod:`demobank.standins.audit_recorder`, which keeps the queue drained into
+  ``demobank-events-audit.jsonl`` in the home (moto's SQS slows with the queue's length;
+  ``DEMOBANK_AUDIT_RECORDER=off`` leaves the queue alone).
 
 Before that it prepares ``AIRFLOW_HOME`` in ``.airflow/`` (``DEMOBANK_HOME`` overrides), sets up the local users
 of Airflow's simple auth manager (:func:`users_from_env`: ``admin``/``admin`` with the Admin role,
@@ -109,6 +112,18 @@ def users_from_env(env: Mapping[str, str]) -> tuple[LocalUser, ...]:
     return tuple(users)
 
 
+def _switch(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """An on/off environment variable (on/off, true/false, 1/0, yes/no; unset or empty: ``default``)."""
+    value = env.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"on", "true", "1", "yes"}:
+        return True
+    if value in {"off", "false", "0", "no"}:
+        return False
+    raise ValueError(f"{name}={env[name]!r} is neither on nor off: write {name}=on or {name}=off")
+
+
 @dataclass(frozen=True)
 class LaunchConfig:
     """Where everything goes; all of it can be changed through environment variables."""
@@ -119,6 +134,8 @@ class LaunchConfig:
     moto_port: int = 5000
     users: tuple[LocalUser, ...] = field(default_factory=lambda: users_from_env({}))
     health_timeout: float = 300.0
+    audit_recorder: bool = True
+    """Keep the audit queue drained into :attr:`audit_record_path` (``DEMOBANK_AUDIT_RECORDER=off``: leave it)."""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> LaunchConfig:
@@ -139,6 +156,7 @@ class LaunchConfig:
             api_port=int(env.get("DEMOBANK_API_PORT", "8080")),
             moto_port=int(env.get("DEMOBANK_MOTO_PORT", "5000")),
             users=users_from_env(env),
+            audit_recorder=_switch(env, "DEMOBANK_AUDIT_RECORDER", default=True),
         )
 
     @property
@@ -164,6 +182,11 @@ class LaunchConfig:
     @property
     def warehouse_db_path(self) -> Path:
         return self.home / "warehouse.db"
+
+    @property
+    def audit_record_path(self) -> Path:
+        """Where :mod:`demobank.standins.audit_recorder` writes every message of the audit queue."""
+        return self.home / "demobank-events-audit.jsonl"
 
     @property
     def log_dir(self) -> Path:
@@ -312,7 +335,7 @@ class Launcher:
         config.log_dir.mkdir(parents=True, exist_ok=True)
         write_passwords(config)
         python = sys.executable
-        moto = self.start("moto", [str(Path(python).parent / "moto_server"), "-H", "127.0.0.1",
+        moto = self.start("moto", [python, "-m", "demobank.standins.moto_server", "-H", "127.0.0.1",
                                    "-p", str(config.moto_port)], env)
         self.run_step("airflow-db-migrate", [python, "-m", "airflow", "db", "migrate"], env)
         self.run_step("import-airflow-settings",
@@ -329,6 +352,9 @@ class Launcher:
                                             "--url", f"sqlite:///{config.core_banking_db_path}"], env)
         wait_for_port(config.moto_port, 60, moto)
         self.run_step("provision-stand-ins", [python, "-m", "demobank.standins"], env)
+        if config.audit_recorder:
+            self.start("audit-recorder", [python, "-m", "demobank.standins.audit_recorder",
+                                          "--output", str(config.audit_record_path)], env)
 
     def wait_until_healthy(self) -> float:
         """Wait for every Airflow component to report healthy; return the seconds it took."""
@@ -366,6 +392,9 @@ class Launcher:
             f"  Suite pages (plugin)      {config.api_url}/demobank/   (nav: 'Sandbox outbox')",
             f"  Vendor sandbox            {config.api_url}/sandbox/   (Twilio, SendGrid, Monte Carlo)",
             f"  AWS stand-in (moto)       {config.moto_url}   (EventBridge, SQS)",
+            (f"  Audit queue's messages    {config.audit_record_path}   (the queue is kept drained into it)"
+             if config.audit_recorder else
+             "  Audit queue               not drained (DEMOBANK_AUDIT_RECORDER=off): read it with boto3"),
             f"  Suite database            {config.suite_db_path}",
             f"  AIRFLOW_HOME              {config.home}",
             f"  Process logs              {config.log_dir}/",

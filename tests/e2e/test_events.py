@@ -1,20 +1,20 @@
 """Events through a live `make run`: the plugin's REST API → outbox → events_dispatch (started by the outbox Asset)
-→ EventBridge (moto) → rule → SQS `demobank-events-audit`; bad input refused whole; a broken target holds up no
-other; a large transaction starts one transaction alert, never two."""
+→ EventBridge (moto) → rule → SQS `demobank-events-audit` (drained into a file by `make run`'s audit recorder);
+bad input refused whole; a broken target holds up no other; a large transaction starts one transaction alert, never
+two."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import uuid
 from collections import Counter
 from typing import Any
 
-import boto3
 import pytest
 
 from demobank.events.catalog import examples
+from demobank.standins.audit_recorder import RecordReader
 from tests.e2e.api import Api
 from tests.e2e.conftest import LivePlatform
 
@@ -22,34 +22,26 @@ pytestmark = pytest.mark.e2e
 
 DISPATCH = "events_dispatch"
 ALERT = "connect_transaction_alert"
-AUDIT_QUEUE = "demobank-events-audit"
+class AuditRecord:
+    """What arrived in the audit queue behind the bus's rule: `make run`'s audit recorder keeps the queue drained
+    into a file (demobank.standins.audit_recorder), read here as it grows."""
 
-
-class AuditQueue:
-    """The SQS queue the bus's rule copies every event to (on the platform's moto)."""
-
-    def __init__(self, moto_url: str) -> None:
-        self.sqs = boto3.client("sqs", endpoint_url=moto_url, region_name="us-east-1", aws_access_key_id="testing",
-                                aws_secret_access_key="testing")
-        self.url = self.sqs.get_queue_url(QueueName=AUDIT_QUEUE)["QueueUrl"]
+    def __init__(self, platform: LivePlatform) -> None:
+        self.reader = RecordReader(platform.home / "demobank-events-audit.jsonl")
         self.received: list[dict[str, Any]] = []
 
     def collect(self, wanted: set[str], timeout: float = 240) -> Counter[str]:
-        """Receive (and delete) until every wanted event id arrived; return how often each wanted id arrived."""
+        """Read until every wanted event id arrived; return how often each wanted id arrived."""
         deadline = time.monotonic() + timeout
         seen: Counter[str] = Counter()
-        while time.monotonic() < deadline and not wanted <= set(seen):
-            messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
-                                                VisibilityTimeout=120).get("Messages", [])
-            for message in messages:
-                body = json.loads(message["Body"])
-                self.received.append(body)
-                if body["detail"]["id"] in wanted:
-                    seen[body["detail"]["id"]] += 1
-            if messages:
-                self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[
-                    {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
-        return seen
+        while True:
+            for line in self.reader.read_new():
+                if line["event_id"] in wanted:
+                    self.received.append(line["body"])
+                    seen[line["event_id"]] += 1
+            if wanted <= set(seen) or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.5)
 
 
 def suite_db(platform: LivePlatform) -> sqlite3.Connection:
@@ -74,23 +66,19 @@ def pending_deliveries(platform: LivePlatform) -> int:
 
 @pytest.fixture(scope="module")
 def events_ready(api: Api, live_platform: LivePlatform) -> Api:
-    """The dispatcher is active and the audit queue holds only what these tests send: the events earlier tests
-    published (the Data Factory's thousands) are delivered first, then the queue is purged, so that finding the
-    tests' events does not mean reading through everybody else's."""
+    """The dispatcher is active and has delivered what earlier tests published (the Data Factory's thousands)."""
     api.wait_for_dag(DISPATCH)
     api.wait_for_dag(ALERT)
     deadline = time.monotonic() + 240
     while pending_deliveries(live_platform) and time.monotonic() < deadline:
         time.sleep(2)
-    queue = AuditQueue(live_platform.moto_url)
-    queue.sqs.purge_queue(QueueUrl=queue.url)
     return api
 
 
 def test_one_thousand_events_posted_to_the_api_reach_the_audit_queue_once_each(
         events_ready: Api, live_platform: LivePlatform) -> None:
     api = events_ready
-    queue = AuditQueue(live_platform.moto_url)
+    queue = AuditRecord(live_platform)
     run = uuid.uuid4().hex[:6].upper()
     sent: dict[str, dict[str, Any]] = {}
     for batch in range(2):
@@ -156,7 +144,7 @@ def test_a_batch_with_bad_events_is_refused_whole_naming_each_problem(
 def test_a_target_that_cannot_publish_holds_up_no_other_and_explains_itself(
         events_ready: Api, live_platform: LivePlatform) -> None:
     api = events_ready
-    queue = AuditQueue(live_platform.moto_url)
+    queue = AuditRecord(live_platform)
     broken = api.plugin("POST", "/targets", {"name": f"missing-bus-{uuid.uuid4().hex[:6]}",
                                              "event_types": ["transaction.flagged"],
                                              "config": {"bus_name": "no-such-bus"}})

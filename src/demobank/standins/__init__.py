@@ -68,6 +68,3 @@ def main() -> int:
     print(f"moto at {endpoint_url}: bus {provisioned.bus_arn} -> rule {AUDIT_RULE_NAME} -> {provisioned.queue_url}")
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
