@@ -42,6 +42,12 @@ class LivePlatform:
     def output(self) -> str:
         return self.output_path.read_text(encoding="utf-8", errors="replace")
 
+    @property
+    def audit_record(self) -> Path:
+        """Every message of the audit queue behind the bus's rule (`make run`'s audit recorder keeps the queue
+        drained into this file)."""
+        return self.home / "demobank-events-audit.jsonl"
+
     def remember_processes(self) -> None:
         """Record every process of this platform (by its DEMOBANK_HOME), to check later that none is left."""
         for proc in psutil.process_iter(["pid"]):

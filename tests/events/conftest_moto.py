@@ -3,7 +3,8 @@
 Not a conftest: a test module imports the fixture functions (``moto_aws_fixture``, ``audit_queue_fixture``,
 ``aws_default_fixture``; pytest registers them under their ``name``: ``moto_aws``, ``audit_queue``, ``aws_default``).
 
-* ``moto_aws`` (module scope): ``moto_server`` started as a subprocess on a free port, with the bus
+* ``moto_aws`` (module scope): the AWS stand-in of `make run` (:mod:`demobank.standins.moto_server`, moto's
+  server with its queue-length costs patched out) started as a subprocess on a free port, with the bus
   ``demobank-events``, the queue ``demobank-events-audit`` and the rule between them
   (:func:`demobank.standins.provision_aws`).
 * ``audit_queue``: the same, with the audit queue emptied before the test.
@@ -87,9 +88,13 @@ class MotoAws:
                     {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
 
 
-def _moto_server_command() -> str:
-    candidate = Path(sys.executable).parent / "moto_server"
-    return str(candidate) if candidate.exists() else "moto_server"
+def moto_server_command(plain: bool = False) -> list[str]:
+    """The AWS stand-in `make run` starts (moto's server with its queue-length costs patched out:
+    :mod:`demobank.standins.moto_server`), or moto's own ``moto_server`` (``plain``)."""
+    if plain:
+        candidate = Path(sys.executable).parent / "moto_server"
+        return [str(candidate) if candidate.exists() else "moto_server"]
+    return [sys.executable, "-m", "demobank.standins.moto_server"]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log_path: Path, timeout: float = 30.0) -> None:
@@ -111,7 +116,7 @@ def moto_aws_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoA
     port = free_port()
     log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen([_moto_server_command(), "-H", "127.0.0.1", "-p", str(port)],
+        process = subprocess.Popen([*moto_server_command(), "-H", "127.0.0.1", "-p", str(port)],
                                    stdout=log_file, stderr=subprocess.STDOUT)
     try:
         _wait_for_port(port, process, log_path)
