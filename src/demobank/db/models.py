@@ -328,6 +328,7 @@ class EventDelivery(Base):
         CheckConstraint(_in_list("status", EventDeliveryStatus), name="status"),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index(None, "target_id", "status", "next_attempt_at"),
+        Index(None, "status", "delivered_at", "target_id"),  # the delivery rate of the last minutes (backlog)
     )
 
     event_id: Mapped[str] = mapped_column(

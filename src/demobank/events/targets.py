@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, TargetKind
 from demobank.events import audit
+from demobank.events.backlog import Backlog, backlog_of
 from demobank.events.filters import check_type_filter_size, validate_match, validate_type_filter
 from demobank.events.target_health import TargetHealth, clear_streak, health_of
 from demobank.exceptions import DemoBankError
@@ -170,6 +171,9 @@ class TargetView(BaseModel):
     last_error: str | None = None
     health: TargetHealth | None = None
     """Failure streak, backoff, pause and dead letters (see :mod:`demobank.events.target_health`)."""
+    backlog: Backlog | None = None
+    """Pending deliveries, delivery rate of the last 5 minutes, age of the oldest pending event (see
+    :mod:`demobank.events.backlog`)."""
 
 
 def validation_problems(error: ValidationError, what: str = "target") -> list[dict[str, str]]:
@@ -229,20 +233,24 @@ def _last_errors(session: Session, target_ids: Sequence[int]) -> dict[int, str]:
 
 
 def _view(row: EventTarget, counts: dict[str, int], last_error: str | None,
-          health: TargetHealth | None = None) -> TargetView:
+          health: TargetHealth | None = None, backlog: Backlog | None = None) -> TargetView:
     return TargetView(id=row.id, name=row.name, kind=row.kind, description=row.description,
                       event_types=list(row.event_types or []), match=row.match, enabled=row.enabled,
                       config=dict(row.config or {}), created_at=row.created_at, updated_at=row.updated_at,
-                      deliveries=counts, last_error=last_error, health=health)
+                      deliveries=counts, last_error=last_error, health=health, backlog=backlog)
 
 
-def list_targets(engine: Engine) -> list[TargetView]:
-    """Every target, by id, with its delivery counts and latest error."""
+def list_targets(engine: Engine, *, now: datetime | None = None) -> list[TargetView]:
+    """Every target, by id, with its delivery counts, latest error, health and backlog.
+
+    :param now: the time of the backlog's figures (default: now).
+    """
     with Session(engine) as session:
         rows = list(session.scalars(select(EventTarget).order_by(EventTarget.id)))
         ids = [row.id for row in rows]
         counts, errors, health = _counts(session, ids), _last_errors(session, ids), health_of(session, ids)
-        return [_view(row, counts[row.id], errors.get(row.id), health[row.id]) for row in rows]
+        backlog = backlog_of(session, ids, now=now)
+        return [_view(row, counts[row.id], errors.get(row.id), health[row.id], backlog[row.id]) for row in rows]
 
 
 def _get(session: Session, target_id: int) -> EventTarget:
@@ -252,12 +260,12 @@ def _get(session: Session, target_id: int) -> EventTarget:
     return row
 
 
-def get_target(engine: Engine, target_id: int) -> TargetView:
-    """One target with its delivery counts and latest error."""
+def get_target(engine: Engine, target_id: int, *, now: datetime | None = None) -> TargetView:
+    """One target with its delivery counts, latest error, health and backlog (as of ``now``, default now)."""
     with Session(engine) as session:
         row = _get(session, target_id)
         return _view(row, _counts(session, [row.id])[row.id], _last_errors(session, [row.id]).get(row.id),
-                     health_of(session, [row.id])[row.id])
+                     health_of(session, [row.id])[row.id], backlog_of(session, [row.id], now=now)[row.id])
 
 
 def _name_taken(name: str) -> TargetConflictError:

@@ -7,7 +7,11 @@
   fields), nothing is written.
 * ``GET /event-types`` — the catalog: types, versions, an example each, whether the API may publish the type.
 * ``GET|POST /targets``, ``GET|PUT /targets/{id}``, ``POST /targets/{id}/enable|disable|ping|replay``,
-  ``GET /targets/{id}/deliveries`` — targets (see :mod:`demobank.events.targets`).
+  ``GET /targets/{id}/deliveries`` — targets (see :mod:`demobank.events.targets`). Each target read (``GET /targets``,
+  ``GET /targets/{id}``) carries its deliveries per status, its ``health`` and its ``backlog``: ``pending``,
+  ``delivered_in_window`` with ``rate_per_minute`` / ``rate_per_second`` over the last ``window_seconds`` (300),
+  ``oldest_pending_at`` and ``oldest_pending_age_seconds`` (null when nothing is pending; see
+  :mod:`demobank.events.backlog`); the Targets page shows it.
 * ``GET /targets/{id}/audit``, ``GET /audit`` — who changed which target, when, and what (newest first; see
   :mod:`demobank.events.audit`).
 
