@@ -348,3 +348,80 @@ def moto_growth(entries: Sequence[Mapping[str, Any]]) -> list[GrowthRow]:
                     f"{low:,}-{high:,}": median([ms for queued, ms in times if low <= queued < high])
                     for low, high in GROWTH_BINS}))
     return rows
+
+
+# -- a business day through the Data Factory -------------------------------------------------------------
+
+
+@dataclass
+class DayRun:
+    """The Data Factory's load of one day in the live platform and what its events did afterwards."""
+
+    day: str
+    events: int
+    load_seconds: float  # the data_factory_transactions run, queued -> end
+    arrived: int
+    duplicates: int
+    last_arrival_after_load: float  # the run's end -> the last of its events in the queue
+    first_arrival_after_start: float  # the run's start -> the first of its events in the queue
+    dispatch: list[dict[str, Any]] = field(default_factory=list)  # each events_dispatch run: rounds, claimed, secs
+    problems: list[str] = field(default_factory=list)
+
+
+def run_day(platform: LivePlatform, day: str) -> DayRun:
+    """Trigger ``data_factory_transactions`` for ``day``; wait for its events in the audit queue; read back what
+    each ``events_dispatch`` run did (its XCom: rounds and deliveries) and how long it ran."""
+    from datetime import datetime
+
+    def when(value: str) -> datetime:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+    watch = RecordWatch(platform.record_path)
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 1))
+    run_id = f"bench__{uuid.uuid4().hex}"
+    response = platform.session.post(f"{platform.api_url}/api/v2/dags/data_factory_transactions/dagRuns",
+                                     json={"dag_run_id": run_id, "logical_date": None, "conf": {"date": day}},
+                                     timeout=120)
+    response.raise_for_status()
+    started = time.perf_counter()
+    deadline = time.monotonic() + ARRIVAL_TIMEOUT
+    run: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        run = platform.session.get(f"{platform.api_url}/api/v2/dags/data_factory_transactions/dagRuns/{run_id}",
+                                   timeout=60).json()
+        if run["state"] in ("success", "failed"):
+            break
+        time.sleep(1)
+    problems = [] if run.get("state") == "success" else [f"day {day}: the load ended {run.get('state')}"]
+    with contextlib.closing(platform.suite_db()) as db:
+        wanted = {row[0] for row in db.execute(
+            "SELECT id FROM outbox_events WHERE publisher = 'dag:data_factory_transactions' AND idempotency_key "
+            "LIKE ?", (f"TXN-{day.replace('-', '')}%",))}
+    first, last, arrived, duplicates = watch.wait_for(wanted, started)
+    load_end = when(run["end_date"]).timestamp()
+    load_start = when(run["start_date"]).timestamp()
+    # watch times count from `started` (perf_counter): convert through the wall clock at `started`
+    wall_at_started = time.time() - (time.perf_counter() - started)
+    if arrived < len(wanted):
+        problems.append(f"day {day}: {len(wanted) - arrived} of {len(wanted)} events did not arrive")
+    platform.wait_until_idle()
+    dispatch = []
+    for dispatch_run in platform.dispatch_runs(since):
+        if not dispatch_run.get("start_date") or not dispatch_run.get("end_date"):
+            continue
+        xcom = platform.session.get(
+            f"{platform.api_url}/api/v2/dags/events_dispatch/dagRuns/{dispatch_run['dag_run_id']}/taskInstances/"
+            "dispatch/xcomEntries/return_value", timeout=60)
+        value = xcom.json().get("value") if xcom.status_code == 200 else None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        summary = value if isinstance(value, dict) else {}
+        if not summary.get("claimed"):
+            continue
+        dispatch.append({"run_type": dispatch_run["run_type"], "rounds": summary.get("rounds"),
+                         "claimed": summary.get("claimed"), "delivered": summary.get("delivered"),
+                         "seconds": (when(dispatch_run["end_date"]) - when(dispatch_run["start_date"])
+                                     ).total_seconds()})
+    return DayRun(day, len(wanted), load_end - load_start, arrived, duplicates,
+                  wall_at_started + last - load_end, wall_at_started + first - load_start, dispatch, problems)
