@@ -103,3 +103,19 @@ def test_port_is_free() -> None:
         server.bind(("127.0.0.1", port))
         server.listen()
         assert not port_is_free(port)
+
+
+@pytest.mark.parametrize(("value", "on"), [(None, True), ("", True), ("on", True), ("OFF", False), ("0", False),
+                                           ("yes", True), ("false", False)])
+def test_the_audit_recorder_is_on_unless_switched_off(value: str | None, on: bool) -> None:
+    env = {"DEMOBANK_PROJECT_DIR": str(PROJECT_DIR), "DEMOBANK_HOME": "/tmp/x"}
+    if value is not None:
+        env["DEMOBANK_AUDIT_RECORDER"] = value
+    config = LaunchConfig.from_env(env)
+    assert config.audit_recorder is on
+    assert config.audit_record_path == config.home / "demobank-events-audit.jsonl"
+
+
+def test_a_bad_recorder_switch_says_what_to_write() -> None:
+    with pytest.raises(ValueError, match="DEMOBANK_AUDIT_RECORDER='maybe' is neither on nor off"):
+        LaunchConfig.from_env({"DEMOBANK_PROJECT_DIR": str(PROJECT_DIR), "DEMOBANK_AUDIT_RECORDER": "maybe"})
