@@ -228,6 +228,7 @@ def run_live(platform: LivePlatform, count: int) -> LiveRun:
     cpu = {part: seconds - cpu_before.get(part, 0.0) for part, seconds in platform.cpu_seconds().items()}
     if arrived < count:
         problems.append(f"live: {count - arrived} of {count} events did not arrive within {ARRIVAL_TIMEOUT:.0f} s")
+    platform.wait_until_idle()  # untimed: the dispatch run records its end
     return LiveRun("live", count, wall, sent, first_arrival, arrived, duplicates, cpu,
                    dispatch=_dispatch_summary(platform, since), problems=problems)
 

@@ -916,8 +916,8 @@ class Results:
             day = f"""
 A business day through the Data Factory, same platform: `data_factory_transactions` for {dd.day} ran
 {dd.load_seconds:.0f} s and published {dd.events:,} `transaction.created` events through the outbox; the first was
-in the audit queue {dd.first_arrival_after_start:.0f} s after the run started (the dispatch overlaps the load),
-**all {dd.arrived:,} of them {dd.last_arrival_after_load:.0f} s after the run ended** ({dd.duplicates} twice; the
+in the audit queue {dd.first_arrival_after_start:.0f} s after the run started (the load commits its events at its
+end), **all {dd.arrived:,} of them {dd.last_arrival_after_load:.0f} s after the run ended** ({dd.duplicates} twice; the
 bound of issue 10 is 5 minutes).
 `events_dispatch` runs that delivered them (run type: deliveries of every target, rounds of ≤ 500, run time):
 {runs}.

@@ -67,7 +67,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LIMIT = 500
 DEFAULT_LEASE_SECONDS = 120
 DEFAULT_MAX_ATTEMPTS = 8
-DEFAULT_PUBLISH_BATCH = 100
+DEFAULT_PUBLISH_BATCH = 500
 """Deliveries of one target published between two renewals of the round's lease."""
 
 _PENDING = EventDeliveryStatus.PENDING.value
