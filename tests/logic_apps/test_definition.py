@@ -39,7 +39,7 @@ ONBOARDING = textwrap.dedent("""\
       - id: verify
         type: send_sms
         to: "{{ inputs.phone }}"
-        body: "Your code: {{ steps.code.output }}"
+        body: "Welcome, {{ inputs.email }}: reply YES to confirm this number"
         run_after: [welcome]
         retries: 2
         timeout: 5m
@@ -96,7 +96,7 @@ def test_event_trigger() -> None:
         name: alert
         description: d
         owner: o
-        trigger: {type: event, event_type: transaction.created, match: "data.amount >= 1000"}
+        trigger: {type: event, event_type: transaction.created, match: {amount: {">=": "1000"}}}
         steps: [{id: one, type: send_sms, to: "+15005550006", body: hi}]
         """))
     assert workflow.trigger.event_type == "transaction.created"

@@ -23,8 +23,8 @@ A definition is YAML, one workflow per file::
         run_after: {welcome: [succeeded]}
 
 Triggers (``type``): ``schedule`` (``cron``), ``manual`` (typed ``inputs``, which become the DAG's Params), ``event``
-(a catalog ``event_type`` and an optional ``match``). Steps (``type``): ``send_sms``, ``send_email``,
-``publish_event``, ``http_request``, ``function``, ``condition`` and ``for_each``; every step has an ``id``,
+(a catalog ``event_type`` and an optional ``match``, an event target's data filter). Steps (``type``): ``send_sms``,
+``send_email``, ``publish_event``, ``http_request``, ``function``, ``condition`` and ``for_each``; every step has an ``id``,
 ``run_after`` (step ids, or ``{id: [statuses]}`` with the statuses ``succeeded``, ``failed``, ``skipped``, as Logic
 Apps' ``runAfter``; default: the step before it, succeeded), ``retries`` and ``timeout``.
 
@@ -122,7 +122,15 @@ class ManualTrigger(_Strict):
 class EventTrigger(_Strict):
     type: Literal["event"]
     event_type: str = Field(description="a type of the suite's event catalog, e.g. transaction.created")
-    match: str | None = Field(None, max_length=2000, description="an event target filter, e.g. 'data.amount >= 1000'")
+    match: dict[str, Any] | None = Field(None, description="an event target's data filter, e.g. "
+                                                           "{amount: {'>=': '1000'}} (every condition must hold)")
+
+    @field_validator("match")
+    @classmethod
+    def _match_is_a_target_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from demobank.events.filters import validate_match
+
+        return validate_match(value)
 
 
 Trigger = Annotated[ScheduleTrigger | ManualTrigger | EventTrigger, Field(discriminator="type")]
@@ -392,14 +400,14 @@ def _positions(node: yaml.Node, path: tuple[Any, ...], into: dict[tuple[Any, ...
             _positions(item, (*path, index), into)
 
 
-def _field_name(path: Sequence[Any]) -> str:
+def field_name(path: Sequence[Any]) -> str:
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
 
 
-def _place(positions: Mapping[tuple[Any, ...], tuple[int, int]], path: tuple[Any, ...]) -> tuple[int, int]:
+def place(positions: Mapping[tuple[Any, ...], tuple[int, int]], path: tuple[Any, ...]) -> tuple[int, int]:
     """The position of the deepest part of ``path`` that the file has (a missing field: its parent)."""
     for end in range(len(path), -1, -1):
         if path[:end] in positions:
@@ -434,8 +442,17 @@ def _clean_loc(loc: Sequence[Any], data: Any) -> tuple[Any, ...]:
     return tuple(path)
 
 
+Positions = dict[tuple[Any, ...], tuple[int, int]]
+"""Where each value of a definition starts (1-based line and column), by its path (keys and list indices)."""
+
+
 def parse_definition(text: str, file: str = "<definition>") -> Workflow:
     """Read one definition from YAML text; raise :class:`DefinitionError` with every problem located."""
+    return read_definition(text, file)[0]
+
+
+def read_definition(text: str, file: str = "<definition>") -> tuple[Workflow, Positions]:
+    """:func:`parse_definition`, with the positions of the file's values (for later problems' places)."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -447,10 +464,10 @@ def parse_definition(text: str, file: str = "<definition>") -> Workflow:
     if not isinstance(data, dict):
         raise DefinitionError([Problem(file, 1, 1, "", "a definition is a mapping with name, description, owner, "
                                                        "trigger and steps")])
-    positions: dict[tuple[Any, ...], tuple[int, int]] = {}
+    positions: Positions = {}
     _positions(node, (), positions)
     try:
-        return Workflow.model_validate(data)
+        return Workflow.model_validate(data), positions
     except ValidationError as error:
         problems = []
         for item in error.errors(include_url=False):
@@ -462,11 +479,11 @@ def parse_definition(text: str, file: str = "<definition>") -> Workflow:
                 message = item["msg"].removeprefix("Value error, ")
                 if item["type"] == "extra_forbidden":
                     message = "unknown field (check its spelling against the schema)"
-                    line, column = positions.get((*path[:-1], path[-1], "<key>"), _place(positions, path))
-                    problems.append(Problem(file, line, column, _field_name(path), message))
+                    line, column = positions.get((*path[:-1], path[-1], "<key>"), place(positions, path))
+                    problems.append(Problem(file, line, column, field_name(path), message))
                     continue
-            line, column = _place(positions, tuple(path))
-            problems.append(Problem(file, line, column, _field_name(path), message))
+            line, column = place(positions, tuple(path))
+            problems.append(Problem(file, line, column, field_name(path), message))
         raise DefinitionError(sorted(set(problems), key=lambda p: (p.line, p.column, p.field))) from None
 
 
