@@ -25,8 +25,8 @@ A definition is YAML, one workflow per file::
 Triggers (``type``): ``schedule`` (``cron``), ``manual`` (typed ``inputs``, which become the DAG's Params), ``event``
 (a catalog ``event_type`` and an optional ``match``, an event target's data filter). Steps (``type``): ``send_sms``,
 ``send_email``, ``publish_event``, ``http_request``, ``function``, ``condition`` and ``for_each``; every step has
-an ``id``, ``run_after`` (step ids, or ``{id: [statuses]}`` with the statuses ``succeeded``, ``failed``, ``skipped``, as Logic
-Apps' ``runAfter``; default: the step before it, succeeded), ``retries`` and ``timeout``.
+an ``id``, ``run_after`` (step ids, or ``{id: [statuses]}`` with the statuses ``succeeded``, ``failed``,
+``skipped``, as Logic Apps' ``runAfter``; default: the step before it, succeeded), ``retries`` and ``timeout``.
 
 What this module checks is the shape: types, required fields, unknown fields, step ids unique and known, no cycle.
 Whether connections, functions, event types and template references exist is the validator's part (it needs the
