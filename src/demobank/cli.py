@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="demobank", description="The Demo Bank Connectivity Suite's command line.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{check,targets,requeue,dismiss}")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     metavar="{check,targets,requeue,dismiss,workflows}")
 
     check = commands.add_parser("check", help="exit 1 and list what needs acting on: paused targets, new dead "
                                               "letters, new rejected Monte Carlo reports")
@@ -171,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     reports = dismiss.add_parser("reports", help="new rejected Monte Carlo run reports: seen, they stay rejected")
     reports.add_argument("--dag-id", help="only this DAG's reports")
     reports.set_defaults(handler=_dismiss_reports)
+    from demobank.logic_apps import commands as workflow_commands
+
+    workflow_commands.add_commands(commands.add_parser("workflows", help="Logic App definitions").add_subparsers(
+        dest="workflows_command", required=True, metavar="{validate,list}"))
     return parser
 
 

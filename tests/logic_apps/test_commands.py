@@ -1,0 +1,39 @@
+"""`demobank workflows validate|list`: the console script's output and exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from demobank.cli import main
+from tests.logic_apps.test_definition import ONBOARDING
+
+
+def test_validate_prints_each_problem_and_exits_1_then_0_once_fixed(tmp_path, capsys: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AIRFLOW_CONN_SENDGRID_PROD", raising=False)
+    broken = ONBOARDING.replace("{{ inputs.email }}", "{{ inputs.mail }}", 1).replace(
+        "type: send_email", "type: send_email\n    connection: sendgrid_prod")
+    (tmp_path / "onboarding.yaml").write_text(broken)
+    assert main(["workflows", "validate", str(tmp_path)]) == 1
+    out, err = capsys.readouterr()
+    assert f"{tmp_path / 'onboarding.yaml'}:13:17: steps[0].connection: no connection 'sendgrid_prod'" in out
+    assert f"{tmp_path / 'onboarding.yaml'}:14:9: steps[0].to: inputs.mail: no input 'mail'" in out
+    assert "1 definition(s): 0 valid, 1 with 2 problem(s)" in err
+
+    monkeypatch.setenv("AIRFLOW_CONN_SENDGRID_PROD", '{"conn_type": "sendgrid"}')
+    (tmp_path / "onboarding.yaml").write_text(broken.replace("inputs.mail", "inputs.email"))
+    assert main(["workflows", "validate", str(tmp_path / "onboarding.yaml")]) == 0
+    assert "1 definition(s): 1 valid, 0 with 0 problem(s)" in capsys.readouterr().out
+
+
+def test_list_and_an_empty_folder(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "onboarding.yaml").write_text(ONBOARDING)
+    (tmp_path / "broken.yml").write_text("name: [")
+    assert main(["workflows", "list", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "customer_onboarding\tmanual\t3 step(s)\tlogic_app__customer_onboarding" in out
+    assert "broken.yml: not valid (1 problem(s)" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["workflows", "validate", str(empty)]) == 1
+    assert "no definitions (*.yaml)" in capsys.readouterr().err
