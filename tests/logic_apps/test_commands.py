@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from demobank.cli import main
@@ -37,3 +39,30 @@ def test_list_and_an_empty_folder(tmp_path, capsys: pytest.CaptureFixture[str]) 
     empty.mkdir()
     assert main(["workflows", "validate", str(empty)]) == 1
     assert "no definitions (*.yaml)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("trigger", ["manual", "schedule", "event"])
+def test_new_writes_a_definition_that_validates_and_renders(trigger: str, tmp_path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["workflows", "new", f"my_{trigger}", "--trigger", trigger, "--dir", str(tmp_path)]) == 0
+    path = tmp_path / f"my_{trigger}.yaml"
+    assert path.read_text().startswith("# yaml-language-server: $schema=")
+    assert main(["workflows", "validate", str(path)]) == 0
+    assert main(["workflows", "new", f"my_{trigger}", "--trigger", trigger, "--dir", str(tmp_path)]) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert main(["workflows", "render", f"my_{trigger}", "--path", str(tmp_path), "--format", "json"]) == 0
+    shape = json.loads(capsys.readouterr().out)
+    assert shape["dag_id"] == f"logic_app__my_{trigger}" and shape["trigger"] == trigger and shape["tasks"]
+
+
+def test_render_shows_tasks_and_edges_with_their_statuses(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "onboarding.yaml").write_text(ONBOARDING)
+    assert main(["workflows", "render", "customer_onboarding", "--path", str(tmp_path), "--format", "dot"]) == 0
+    dot = capsys.readouterr().out
+    assert '"welcome" -> "verify";' in dot and '"verify" -> "announce" [label="succeeded|failed"];' in dot
+    assert main(["workflows", "render", "customer_onboarding", "--path", str(tmp_path)]) == 0
+    assert "announce  publish_event  after welcome (succeeded), verify (succeeded|failed)" in capsys.readouterr().out
+    assert main(["workflows", "render", "nobody", "--path", str(tmp_path)]) == 1
+    assert "no valid definition named 'nobody'" in capsys.readouterr().err
+    assert main(["workflows", "new", "Bad-Name", "--trigger", "manual", "--dir", str(tmp_path)]) == 1
+    assert "is not a workflow name" in capsys.readouterr().err

@@ -1,11 +1,17 @@
-"""``demobank workflows …``: the Logic App definitions' command line (``validate``, ``list``)."""
+"""``demobank workflows …``: the Logic App definitions' command line (``validate``, ``list``, ``render``, ``new``)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
+import re
 import sys
 from pathlib import Path
+from typing import Any
+
+from demobank.logic_apps.definition import SCHEMA_FILE, DefinitionError, load_definition
 
 DEFINITIONS_DIR_ENV = "DEMOBANK_LOGIC_APPS_DIR"
 
@@ -46,8 +52,6 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from demobank.logic_apps.definition import DefinitionError, load_definition
-
     for path in definition_files(args.paths):
         try:
             workflow = load_definition(path)
@@ -55,6 +59,110 @@ def _list(args: argparse.Namespace) -> int:
             print(f"{path}: not valid ({len(error.problems)} problem(s): run `demobank workflows validate {path}`)")
             continue
         print(f"{workflow.name}\t{workflow.trigger.type}\t{len(workflow.steps)} step(s)\t{workflow.dag_id}\t{path}")
+    return 0
+
+
+def graph(workflow: Any) -> dict[str, Any]:
+    """The DAG a definition becomes: its tasks (one per step; a for_each is one mapped task) and edges with the
+    statuses the downstream step runs after."""
+    return {"dag_id": workflow.dag_id, "trigger": workflow.trigger.type,
+            "tasks": [{"id": step.id, "type": step.type} for step in workflow.steps],
+            "edges": [{"from": parent, "to": child, "statuses": [status.value for status in statuses]}
+                      for child, parents in workflow.upstream().items() for parent, statuses in parents.items()]}
+
+
+def _find(name: str, paths: list[str] | None) -> Path:
+    for path in definition_files(paths):
+        with contextlib.suppress(DefinitionError):
+            if load_definition(path).name == name:
+                return path
+    raise LookupError(f"no valid definition named {name!r} in {', '.join(paths or [str(definitions_dir())])} "
+                      "(see `demobank workflows list`)")
+
+
+def _render(args: argparse.Namespace) -> int:
+    workflow = load_definition(_find(args.name, args.paths))
+    shape = graph(workflow)
+    if args.format == "json":
+        print(json.dumps(shape, indent=2))
+    elif args.format == "dot":
+        print(f'digraph "{shape["dag_id"]}" {{')
+        for task in shape["tasks"]:
+            print(f'  "{task["id"]}" [label="{task["id"]}\\n{task["type"]}"];')
+        for edge in shape["edges"]:
+            label = "" if edge["statuses"] == ["succeeded"] else f' [label="{"|".join(edge["statuses"])}"]'
+            print(f'  "{edge["from"]}" -> "{edge["to"]}"{label};')
+        print("}")
+    else:
+        print(f"{workflow.name} (DAG {workflow.dag_id}), trigger {workflow.trigger.type}")
+        parents = workflow.upstream()
+        width = max(len(step.id) for step in workflow.steps)
+        for step in workflow.steps:
+            after = ", ".join(f"{parent} ({'|'.join(s.value for s in statuses)})"
+                              for parent, statuses in parents.get(step.id, {}).items())
+            print(f"  {step.id:<{width}}  {step.type:<13}" + (f"  after {after}" if after else ""))
+    return 0
+
+
+TEMPLATES = {
+    "manual": """\
+trigger:
+  type: manual
+  inputs:
+    email: {type: string, required: true, pattern: "^[^@]+@[^@]+$", description: Who gets the e-mail}
+steps:
+  - id: notify
+    type: send_email
+    to: "{{ inputs.email }}"
+    subject: Hello from Demo Bank
+    body: This e-mail was sent by the {name} Logic App.
+""",
+    "schedule": """\
+trigger:
+  type: schedule
+  cron: "0 6 * * *"
+steps:
+  - id: announce
+    type: publish_event
+    event_type: demobank.ping
+    data: {{message: "{name} ran on {{{{ ds }}}}"}}
+""",
+    "event": """\
+trigger:
+  type: event
+  event_type: transaction.created
+  match: {{amount: {{">=": "1000"}}}}
+steps:
+  - id: score
+    type: function
+    function: risk_score
+    arguments: {{transaction: "{{{{ trigger.event.data }}}}"}}
+  - id: notify
+    type: send_sms
+    to: "+15005550006"
+    body: "Transaction {{{{ trigger.event.data.transaction_id }}}}: risk {{{{ steps.score.output }}}}"
+""",
+}
+
+
+def _new(args: argparse.Namespace) -> int:
+    from demobank.logic_apps.definition import NAME_PATTERN
+
+    if not re.match(NAME_PATTERN, args.name):
+        raise ValueError(f"{args.name!r} is not a workflow name: lower case letters, digits and _, starting with a "
+                         "letter (it becomes the DAG id logic_app__<name>)")
+    folder = Path(args.dir) if args.dir else definitions_dir()
+    path = folder / f"{args.name}.yaml"
+    if path.exists():
+        raise ValueError(f"{path} exists already: choose another name or edit it")
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = os.path.relpath(SCHEMA_FILE, folder)
+    body = TEMPLATES[args.trigger].replace("{name}", args.name) if args.trigger == "manual" else \
+        TEMPLATES[args.trigger].format(name=args.name)
+    path.write_text(f"# yaml-language-server: $schema={schema}\n"
+                    f"name: {args.name}\ndescription: What {args.name} does (say it here).\n"
+                    f"owner: {os.environ.get('USER') or 'integration-engineering'}\n" + body, encoding="utf-8")
+    print(f"{path}: a new workflow with a {args.trigger} trigger; check it with `demobank workflows validate {path}`")
     return 0
 
 
@@ -70,3 +178,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="every definition: name, trigger, steps, DAG id, file")
     listing.add_argument("paths", nargs="*")
     listing.set_defaults(handler=_list)
+    render = commands.add_parser("render", help="the DAG a definition becomes: tasks and edges")
+    render.add_argument("name")
+    render.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    render.add_argument("--path", dest="paths", action="append", help="where to look (default: the definitions' "
+                                                                      "folder)")
+    render.set_defaults(handler=_render)
+    new = commands.add_parser("new", help="write a new definition that validates, to start from")
+    new.add_argument("name")
+    new.add_argument("--trigger", choices=sorted(TEMPLATES), required=True)
+    new.add_argument("--dir", help="where to write it (default: the definitions' folder)")
+    new.set_defaults(handler=_new)
