@@ -126,6 +126,7 @@ CASES: list[Case] = [
     Case("GET", "/api/v1/sandbox/messages", "read", 200),
     Case("GET", "/api/v1/whoami", "read", 200),
     Case("GET", "/api/v1/event-types", "read", 200),
+    Case("GET", "/api/v1/workflows/schema", "read", 200),
     Case("GET", "/api/v1/targets", "read", 200),
     Case("GET", TARGET, "read", 200, "/api/v1/targets/{bus}"),
     Case("GET", f"{TARGET}/deliveries", "read", 200, "/api/v1/targets/{bus}/deliveries"),

@@ -169,6 +169,14 @@ def test_the_catalog(client: TestClient) -> None:
     assert 1 in catalog["transaction.created"]["versions"]
 
 
+def test_the_logic_app_schema_is_served_as_published(client: TestClient) -> None:
+    from demobank.logic_apps.definition import SCHEMA_FILE
+
+    response = client.get(f"{API}/workflows/schema")
+    assert response.status_code == 200
+    assert response.json() == json.loads(SCHEMA_FILE.read_text())
+
+
 # -- targets -------------------------------------------------------------------------------------------------------
 
 

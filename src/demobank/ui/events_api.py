@@ -6,6 +6,7 @@
   own), never a field of the body. A batch with any problem is refused whole (``422``, the problems with their
   fields), nothing is written.
 * ``GET /event-types`` — the catalog: types, versions, an example each, whether the API may publish the type.
+* ``GET /workflows/schema`` — the Logic App definition's JSON Schema (editors complete and check definitions).
 * ``GET|POST /targets``, ``GET|PUT /targets/{id}``, ``POST /targets/{id}/enable|disable|ping|replay``,
   ``GET /targets/{id}/deliveries`` — targets (see :mod:`demobank.events.targets`). Each target read (``GET /targets``,
   ``GET /targets/{id}``) carries its deliveries per status, its ``health`` and its ``backlog``: ``pending``,
@@ -199,6 +200,13 @@ def create_router(engine_factory: Any = _suite_engine, announce: Any = None) -> 
         return [{"type": name, "versions": catalog.versions(name), "example": (catalog.examples(name) or [None])[0],
                  "api_publishing": catalog.api_publishing(name), "published_by": catalog.get(name).published_by}
                 for name in catalog.event_types()]
+
+    @router.get("/workflows/schema")
+    def workflow_schema(user: Reader) -> dict[str, Any]:
+        """The Logic App definition's JSON Schema (also include/logic_apps/workflow.schema.json), for editors."""
+        from demobank.logic_apps.definition import json_schema
+
+        return json_schema()
 
     def may_start_dag_of(spec: target_store.TargetSpec | target_store.TargetView, manager: Any, user: Any,
                          why: str) -> None:
