@@ -66,3 +66,19 @@ def test_render_shows_tasks_and_edges_with_their_statuses(tmp_path, capsys: pyte
     assert "no valid definition named 'nobody'" in capsys.readouterr().err
     assert main(["workflows", "new", "Bad-Name", "--trigger", "manual", "--dir", str(tmp_path)]) == 1
     assert "is not a workflow name" in capsys.readouterr().err
+
+
+def test_dry_run_prints_what_each_step_would_send_masked_and_exits_1_when_a_step_fails(
+        tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "onboarding.yaml").write_text(ONBOARDING)
+    code = main(["workflows", "dry-run", "customer_onboarding", "--path", str(tmp_path),
+                 "--input", "email=ada@example.com", "--input", "phone=+15005550006"])
+    out = capsys.readouterr().out
+    assert "dry run of customer_onboarding (DAG logic_app__customer_onboarding): nothing is sent" in out
+    assert '  welcome (send_email): succeeded\n      would send email: {"connection": "sendgrid_default", "to": ' \
+           '["a***@example.com"]' in out
+    assert "+15005550006" not in out and "ada@example.com" not in out.split("would send email")[1].split(",")[1]
+    assert "  announce (publish_event): failed: EventValidationError" in out  # customer.created has no e-mail
+    assert code == 1
+    assert main(["workflows", "dry-run", "customer_onboarding", "--path", str(tmp_path), "--input", "email"]) == 1
+    assert "--input 'email' is not key=value" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""``demobank workflows …``: the Logic App definitions' command line (``validate``, ``list``, ``render``, ``new``)."""
+"""``demobank workflows …``: the Logic App definitions' command line (``validate``, ``list``, ``render``,
+``dry-run``, ``new``)."""
 
 from __future__ import annotations
 
@@ -104,6 +105,45 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pairs(items: list[str] | None, what: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{what} {item!r} is not key=value")
+        pairs[key] = value
+    return pairs
+
+
+def _json_file(path: str) -> Any:
+    try:
+        return json.loads(Path(path.removeprefix("@")).read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{path} is not JSON: {error}") from None
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from demobank.logic_apps.dry_run import dry_run
+    from demobank.masking import mask
+
+    workflow = load_definition(_find(args.name, args.paths))
+    responses = {step: _json_file(file) for step, file in _pairs(args.response, "--response").items()}
+    event = _json_file(args.event) if args.event else None
+    report = dry_run(workflow, _pairs(args.input, "--input"), event=event, responses=responses)
+    print(f"dry run of {workflow.name} (DAG {workflow.dag_id}): nothing is sent")
+    for step in report.steps:
+        line = f"  {step.step_id} ({step.type}): {step.status.value}"
+        if step.error:
+            line += f": {step.error}"
+        elif step.reason:
+            line += f" ({step.reason})"
+        print(line)
+        for would in step.would:
+            shown = {key: ([mask(to) for to in value] if key == "to" else value) for key, value in would.fields.items()}
+            print(f"      would send {would.kind}: {json.dumps(shown, default=str)}")
+    return 1 if any(step.status.value == "failed" for step in report.steps) else 0
+
+
 TEMPLATES = {
     "manual": """\
 trigger:
@@ -184,6 +224,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     render.add_argument("--path", dest="paths", action="append", help="where to look (default: the definitions' "
                                                                       "folder)")
     render.set_defaults(handler=_render)
+    dry = commands.add_parser("dry-run", help="run the steps here with recorders: print what each would send; "
+                                              "nothing is sent")
+    dry.add_argument("name")
+    dry.add_argument("--input", action="append", metavar="KEY=VALUE", help="a manual trigger's input (repeat)")
+    dry.add_argument("--event", metavar="FILE", help="the event envelope (JSON) of an event trigger")
+    dry.add_argument("--response", action="append", metavar="STEP=FILE",
+                     help="what an http_request step would get back (JSON file)")
+    dry.add_argument("--path", dest="paths", action="append", help="where to look (default: the definitions' "
+                                                                   "folder)")
+    dry.set_defaults(handler=_dry_run)
     new = commands.add_parser("new", help="write a new definition that validates, to start from")
     new.add_argument("name")
     new.add_argument("--trigger", choices=sorted(TEMPLATES), required=True)
