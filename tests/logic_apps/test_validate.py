@@ -115,3 +115,12 @@ def test_files_shape_problems_stop_there_and_names_are_unique(tmp_path) -> None:
     assert results[tmp_path / "a.yaml"] == []
     assert "workflow 'customer_onboarding' is also defined in" in str(results[tmp_path / "b.yaml"][0])
     assert "not valid YAML" in str(results[tmp_path / "c.yaml"][0])
+
+
+def test_literal_event_data_is_checked_against_the_types_schema_templated_data_at_run_time() -> None:
+    literal = _problems(MANUAL + "      - {id: one, type: publish_event, event_type: demobank.ping, "
+                                 "data: {mesage: hi}}\n")
+    assert any("steps[0].data: demobank.ping: data.message: is missing" in p for p in literal), literal
+    assert any("data.mesage: is not a field of demobank.ping v1; did you mean 'message'?" in p for p in literal)
+    assert _problems(MANUAL + "      - {id: one, type: publish_event, event_type: demobank.ping, "
+                              "data: {message: '{{ inputs.email }}'}}\n") == []

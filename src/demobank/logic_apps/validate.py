@@ -6,7 +6,7 @@ The meaning, checked against a :class:`Context` (what exists where the workflow 
 * **functions**: every ``function`` step names a registered function, with its arguments (none unknown, none
   missing, literal values of the right type);
 * **event types**: the event trigger's and every ``publish_event`` step's ``event_type`` is in the catalog; the
-  trigger's ``match`` names fields of that type's data;
+  trigger's ``match`` names fields of that type's data; literal (untemplated) event data fits the type's schema;
 * **templates**: every ``{{ … }}`` (and a condition's ``expression``) refers to a real input (``inputs.<name>`` of a
   manual trigger), trigger field (``trigger.event.data.<field>`` of an event trigger's type), an earlier step's
   output (``steps.<id>.output`` of a step this one runs after, directly or not), ``item`` inside a ``for_each``, or
@@ -169,6 +169,16 @@ class _Checker:
         if catalog is not None and event_type not in catalog.event_types():
             self.add(path, f"no event type {event_type!r} in the catalog (types: {', '.join(catalog.event_types())})")
 
+    def event_data(self, path: tuple[Any, ...], step: PublishEventStep) -> None:
+        """Literal event data is checked against the type's schema now (templated data waits for run time): the
+        outbox would refuse it the same way."""
+        catalog = self.context.catalog
+        if catalog is None or step.event_type not in catalog.event_types() or not isinstance(step.data, dict) \
+                or any(True for _ in _strings(step.data, ()) if _is_template(_[1])):
+            return
+        for problem in catalog.get(step.event_type).problems(step.data):
+            self.add(path, f"{step.event_type}: {problem}")
+
     def step(self, path: tuple[Any, ...], step: Any, step_id: str, *, in_loop: bool) -> None:
         connection = getattr(step, "connection", None)
         if connection is not None and connection not in self.context.connections:
@@ -185,6 +195,7 @@ class _Checker:
                     self.add((*path, "arguments"), message)
         if isinstance(step, PublishEventStep):
             self.event_type((*path, "event_type"), step.event_type)
+            self.event_data((*path, "data"), step)
         if isinstance(step, ConditionStep):
             self.template((*path, "expression"), "{{ " + step.expression + " }}", step_id, in_loop)
         data = step.model_dump(by_alias=True, exclude_none=True)
