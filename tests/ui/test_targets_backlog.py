@@ -21,25 +21,14 @@ from sqlalchemy import Engine, update
 from demobank.db.engine import session_scope
 from demobank.db.models import OutboxEvent
 from demobank.events.dispatcher import dispatch_once, dispatch_until_empty
-from demobank.events.eventbridge import Delivered, PublishResult
 from tests.conftest import ARTIFACTS
+from tests.events.test_backlog import AcceptingPublisher
 from tests.events.test_dispatcher import add_target, publish_events
 from tests.ui.conftest import Announcer, LiveServer, events_app
 
 TIMEOUT_MS = 15_000
 BURST = 1_560
 SLOW_DELIVERED = 60
-
-
-class AcceptingPublisher:
-    """The target takes every event (as EventBridge answering with an id for each)."""
-
-    def __init__(self, target: Any) -> None:
-        pass
-
-    def publish(self, envelopes):
-        return PublishResult({envelope["id"]: Delivered(f"eb-{envelope['id']}") for envelope in envelopes},
-                             requests=1)
 
 
 @dataclass(frozen=True)

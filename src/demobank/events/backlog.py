@@ -24,13 +24,14 @@ Airflow-free: the Targets API (:mod:`demobank.events.targets`) and the page show
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from demobank.db.models import EventDelivery, EventDeliveryStatus, EventTarget, OutboxEvent
+from demobank.events.target_health import _now
 
 DEFAULT_WINDOW = timedelta(minutes=5)
 """The window of the delivery rate."""
@@ -56,14 +57,6 @@ class Backlog(BaseModel):
     """When the outbox event of the oldest pending delivery was published; ``None``: nothing pending."""
     oldest_pending_age_seconds: float | None = None
     """``now - oldest_pending_at`` in seconds (at least 0); ``None``: nothing pending."""
-
-
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"naive datetime {now.isoformat()} has no time zone: pass an aware datetime (UTC)")
-    return now.astimezone(UTC)
 
 
 def backlog_of(session: Session, target_ids: Sequence[int], *, now: datetime | None = None,

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from demobank.logic_apps.definition import SCHEMA_FILE, DefinitionError, load_definition
+from demobank.logic_apps.definition import PROJECT_DIR, SCHEMA_FILE, DefinitionError, load_definition
 
 DEFINITIONS_DIR_ENV = "DEMOBANK_LOGIC_APPS_DIR"
 
@@ -20,7 +20,7 @@ DEFINITIONS_DIR_ENV = "DEMOBANK_LOGIC_APPS_DIR"
 def definitions_dir() -> Path:
     """Where the definitions are: ``DEMOBANK_LOGIC_APPS_DIR``, or the project's ``dags/logic_apps/``."""
     configured = os.environ.get(DEFINITIONS_DIR_ENV)
-    return Path(configured) if configured else Path(__file__).resolve().parents[3] / "dags" / "logic_apps"
+    return Path(configured) if configured else PROJECT_DIR / "dags" / "logic_apps"
 
 
 def definition_files(paths: list[str] | None = None) -> list[Path]:
@@ -165,22 +165,22 @@ steps:
   - id: announce
     type: publish_event
     event_type: demobank.ping
-    data: {{message: "{name} ran on {{{{ ds }}}}"}}
+    data: {message: "{name} ran on {{ ds }}"}
 """,
     "event": """\
 trigger:
   type: event
   event_type: transaction.created
-  match: {{amount: {{">=": "1000"}}}}
+  match: {amount: {">=": "1000"}}
 steps:
   - id: score
     type: function
     function: risk_score
-    arguments: {{transaction: "{{{{ trigger.event.data }}}}"}}
+    arguments: {transaction: "{{ trigger.event.data }}"}
   - id: notify
     type: send_sms
     to: "+15005550006"
-    body: "Transaction {{{{ trigger.event.data.transaction_id }}}}: risk {{{{ steps.score.output }}}}"
+    body: "Transaction {{ trigger.event.data.transaction_id }}: risk {{ steps.score.output }}"
 """,
 }
 
@@ -197,8 +197,7 @@ def _new(args: argparse.Namespace) -> int:
         raise ValueError(f"{path} exists already: choose another name or edit it")
     folder.mkdir(parents=True, exist_ok=True)
     schema = os.path.relpath(SCHEMA_FILE, folder)
-    body = TEMPLATES[args.trigger].replace("{name}", args.name) if args.trigger == "manual" else \
-        TEMPLATES[args.trigger].format(name=args.name)
+    body = TEMPLATES[args.trigger].replace("{name}", args.name)
     path.write_text(f"# yaml-language-server: $schema={schema}\n"
                     f"name: {args.name}\ndescription: What {args.name} does (say it here).\n"
                     f"owner: {os.environ.get('USER') or 'integration-engineering'}\n" + body, encoding="utf-8")

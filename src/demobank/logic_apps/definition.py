@@ -507,7 +507,9 @@ def schema_text() -> str:
     return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
-SCHEMA_FILE = Path(__file__).resolve().parents[3] / "include" / "logic_apps" / "workflow.schema.json"
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+"""The project (the package is installed from its source tree: ``pip install -e .``)."""
+SCHEMA_FILE = PROJECT_DIR / "include" / "logic_apps" / "workflow.schema.json"
 
 
 __all__ = ["DefinitionError", "Problem", "RunStatus", "Step", "Workflow", "json_schema", "load_definition",

@@ -18,6 +18,8 @@ Semantics, as the DAG will have them:
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,8 +105,6 @@ class DryRunReport:
 def accepted_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, Any]:
     """The trigger's inputs: defaults filled in, required ones present, types and patterns and enums checked
     (text from the command line is converted: ``--input amount=12`` for an integer input)."""
-    import re
-
     trigger = workflow.trigger
     if not isinstance(trigger, ManualTrigger):
         if given:
@@ -130,8 +130,6 @@ def accepted_inputs(workflow: Workflow, given: Mapping[str, Any]) -> dict[str, A
 
 
 def _convert(name: str, kind: InputType, value: Any) -> Any:
-    import json
-
     try:
         if kind is InputType.STRING:
             if not isinstance(value, str):

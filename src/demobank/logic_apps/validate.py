@@ -27,6 +27,7 @@ from typing import Any
 from jinja2 import Environment, TemplateSyntaxError, nodes
 
 from demobank.logic_apps.definition import (
+    PROJECT_DIR,
     ConditionStep,
     DefinitionError,
     EventTrigger,
@@ -71,7 +72,7 @@ class Context:
         from demobank.settings_import import load_settings
 
         env = os.environ if environ is None else environ
-        path = Path(settings_file) if settings_file else Path(__file__).resolve().parents[3] / "airflow_settings.yaml"
+        path = Path(settings_file) if settings_file else PROJECT_DIR / "airflow_settings.yaml"
         connections = {name.removeprefix("AIRFLOW_CONN_").lower() for name in env if name.startswith("AIRFLOW_CONN_")}
         if path.exists():
             connections |= {c["conn_id"] for c in load_settings(path, environ={**env}).connections}
@@ -174,7 +175,7 @@ class _Checker:
         outbox would refuse it the same way."""
         catalog = self.context.catalog
         if catalog is None or step.event_type not in catalog.event_types() or not isinstance(step.data, dict) \
-                or any(True for _ in _strings(step.data, ()) if _is_template(_[1])):
+                or any(_is_template(text) for _path, text in _strings(step.data, ())):
             return
         for problem in catalog.get(step.event_type).problems(step.data):
             self.add(path, f"{step.event_type}: {problem}")
