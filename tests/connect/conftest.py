@@ -4,6 +4,7 @@ connections. The connections set ``reconcile_after_seconds`` to 0: the sandbox's
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -30,6 +31,15 @@ class Sandbox:
 
     def faults(self, **config: object) -> None:
         requests.put(f"{self.url}/faults", json=config, timeout=30).raise_for_status()
+
+    def wait_until_idle(self, timeout: float = 60.0) -> None:
+        """Wait until the sandbox has handled every send request it received (held hangs ended): from then on a
+        lookup shows every send that reached it, which is what a provider's reconcile_after_seconds stands for."""
+        deadline = time.monotonic() + timeout
+        while (busy := requests.get(f"{self.url}/health", timeout=30).json()["sends_in_progress"]):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the sandbox is still handling sends after {timeout:g}s: {busy}")
+            time.sleep(0.05)
 
     def reset(self) -> None:
         requests.delete(f"{self.url}/faults", timeout=30).raise_for_status()

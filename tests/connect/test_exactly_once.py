@@ -116,17 +116,25 @@ def run_tries(make, send, tries: int = 6, between=None) -> tuple[list[DeliveryRe
 
 def test_1000_sms_with_10_percent_never_answered_reach_each_number_once_across_retries(
         clean_sandbox, suite_engine, monkeypatch) -> None:
-    # A short client timeout so that the test runs in seconds; the lookup is trusted 2 s after a request started
-    # (the sandbox records a send before it holds it; 2 s more cover a slow machine).
-    twilio_conn(monkeypatch, clean_sandbox, timeout=1, reconcile_after_seconds=2)
+    # A short client timeout so that the test runs in seconds. A lookup is trusted 30 s after its request started
+    # (reconcile_after_seconds); a try does not wait for that (max_reconcile_wait=0) and leaves such sends unknown.
+    # Between tries, as with the DAG's retry delay, the 30 s pass: the sandbox has handled every send it received,
+    # then the ledger's attempt times move 31 s back. (Real seconds would make the test depend on the machine's
+    # load: on a busy machine a send can reach the sandbox more than a few seconds after it started.)
+    twilio_conn(monkeypatch, clean_sandbox, timeout=1, reconcile_after_seconds=30)
     clean_sandbox.faults(hang_rate=0.10, error_rate=0.05, error_statuses=[500], channels=["sms"], seed=11,
                          retry_after=0)
     to = [f"+1555031{i:04d}" for i in range(1000)]
     messages = build_sms_messages(to=to, body="Your statement is ready")
 
     # One request per message and try: what fails or stays unknown is left to the next try of the task.
-    reports, failures = run_tries(lambda n: sms(suite_engine, n, retry=RetryPolicy(attempts=1), max_in_flight=64),
-                                  lambda delivery: delivery.send(messages))
+    def thirty_seconds_pass() -> None:
+        clean_sandbox.wait_until_idle()
+        let_time_pass(suite_engine, 31)
+
+    reports, failures = run_tries(lambda n: sms(suite_engine, n, retry=RetryPolicy(attempts=1), max_in_flight=64,
+                                                max_reconcile_wait=0),
+                                  lambda delivery: delivery.send(messages), between=thirty_seconds_pass)
     report = reports[-1]
 
     recorded = Counter(m["to"] for m in clean_sandbox.messages("sms"))
@@ -180,9 +188,12 @@ def test_5000_emails_with_10_percent_of_requests_never_answered_reach_each_recip
 
 
 def test_a_hung_sms_is_found_at_twilio_not_sent_again(clean_sandbox, suite_engine, monkeypatch) -> None:
-    twilio_conn(monkeypatch, clean_sandbox, timeout=0.5, reconcile_after_seconds=0)
+    # The lookup is trusted 30 s after the request started; the delivery's wait for that is the sandbox handling
+    # every send it received (on a busy machine the held send can reach it after the client gave up).
+    twilio_conn(monkeypatch, clean_sandbox, timeout=0.5, reconcile_after_seconds=30)
     clean_sandbox.faults(hang_rate=1.0, channels=["sms"])
-    report = sms(suite_engine, 1).send([SmsMessage("+15550177001", "held")])
+    report = sms(suite_engine, 1, sleep=lambda _seconds: clean_sandbox.wait_until_idle()).send(
+        [SmsMessage("+15550177001", "held")])
     (recorded,) = clean_sandbox.messages("sms")
     assert (report.requests, report.lookups, report.reconciled, report.sent) == (1, 1, 1, 0)
     assert report.message_ids == [recorded["sid"]]

@@ -91,8 +91,8 @@ def test_a_held_request_does_not_block_the_server(sandbox, http) -> None:
     while sandbox.store.count_messages("sms") == 0:  # recorded first, then held
         assert time.monotonic() < deadline, "the held send was never recorded"
         time.sleep(0.02)
-    # While that request is held, the server answers others, sends included.
-    assert http.get(sandbox.url("/health")).json() == {"status": "ok"}
+    # While that request is held, the server answers others, sends included, and counts it as in progress.
+    assert http.get(sandbox.url("/health")).json() == {"status": "ok", "sends_in_progress": {"sms": 1}}
     put_faults(http, sandbox, hang_rate=0.0, channels=["sms"])
     assert twilio(sandbox, timeout=5).messages.create(to=TO, from_=FROM, body="other").status == "queued"
     assert sender.is_alive() and outcome == []
@@ -100,8 +100,10 @@ def test_a_held_request_does_not_block_the_server(sandbox, http) -> None:
 
 def test_the_hold_is_bounded_then_the_answer_comes_late(sandbox, http) -> None:
     put_faults(http, sandbox, hang_rate=1.0, hang_ms=200, channels=["sms"])
+    before = http.get(sandbox.url("/health")).json()["sends_in_progress"]  # an earlier test's send may be held
     message = twilio(sandbox, timeout=30).messages.create(to=TO, from_=FROM, body="late")
     assert message.sid == sandbox.store.list_messages("sms", 10)[0]["sid"]
+    assert http.get(sandbox.url("/health")).json()["sends_in_progress"] == before, "answered: no longer counted"
 
 
 def test_a_refused_send_never_hangs(sandbox, http) -> None:

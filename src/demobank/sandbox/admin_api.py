@@ -36,7 +36,8 @@ def create_router(ctx: SandboxContext) -> APIRouter:
 
     @router.get("/health")
     async def health() -> Response:
-        return json_response({"status": "ok"})
+        # sends_in_progress: send requests this worker is handling (a test waits for 0 before it trusts a lookup)
+        return json_response({"status": "ok", "sends_in_progress": ctx.sends_in_progress()})
 
     @router.get("/messages")
     async def list_messages(

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +82,20 @@ class SandboxContext:
     settings: SandboxSettings
     store: SandboxStore
     _seeded: dict[str, random.Random] = field(default_factory=dict, compare=False, repr=False)
+    _sends_in_progress: Counter[str] = field(default_factory=Counter, compare=False, repr=False)
+
+    @contextmanager
+    def sending(self, channel: str) -> Iterator[None]:
+        """Count a send request of ``channel`` as in progress while it is handled (held hangs included)."""
+        self._sends_in_progress[channel] += 1
+        try:
+            yield
+        finally:
+            self._sends_in_progress[channel] -= 1
+
+    def sends_in_progress(self) -> dict[str, int]:
+        """Send requests of this worker process being handled now, by channel (those with none left out)."""
+        return {channel: count for channel, count in self._sends_in_progress.items() if count}
 
     def reset_random(self) -> None:
         """Forget the seeded generator: the next request with a ``seed`` starts its sequence again."""

@@ -548,6 +548,10 @@ def create_router(ctx: SandboxContext) -> APIRouter:
 
     @router.post("/v3/mail/send")
     async def mail_send(request: Request) -> Response:
+        with ctx.sending("email"):
+            return await _mail_send(request)
+
+    async def _mail_send(request: Request) -> Response:
         fault, hang = await ctx.enter_send("email")
         raw, size = await _read_limited(request, settings.sendgrid_max_body_bytes)
         if raw is None:

@@ -396,6 +396,10 @@ def create_router(ctx: SandboxContext) -> APIRouter:
 
     @router.post(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json")
     async def create_message(account_sid: str, request: Request) -> Response:
+        with ctx.sending("sms"):
+            return await _create_message(account_sid, request)
+
+    async def _create_message(account_sid: str, request: Request) -> Response:
         fault, hang = await ctx.enter_send("sms")
         user = _authenticate(request, settings.twilio_account_sid, settings.twilio_auth_token)
         if user is None or user != account_sid:
