@@ -47,7 +47,7 @@ ONBOARDING = textwrap.dedent("""\
         type: publish_event
         event_type: customer.created
         data: {email: "{{ inputs.email }}"}
-        run_after: {welcome: [succeeded], verify: [succeeded, failed]}
+        run_after: {welcome: [succeeded, failed], verify: [succeeded, failed]}
     """)
 
 EVERY_STEP = textwrap.dedent("""\
@@ -74,7 +74,8 @@ def test_a_definition_with_every_trigger_field_and_run_after_form_is_read() -> N
     assert workflow.upstream() == {
         "welcome": {},
         "verify": {"welcome": [RunStatus.SUCCEEDED]},
-        "announce": {"welcome": [RunStatus.SUCCEEDED], "verify": [RunStatus.SUCCEEDED, RunStatus.FAILED]},
+        "announce": {"welcome": [RunStatus.SUCCEEDED, RunStatus.FAILED],
+                     "verify": [RunStatus.SUCCEEDED, RunStatus.FAILED]},
     }
     assert parse_duration(workflow.steps[1].timeout).total_seconds() == 300
 
@@ -100,6 +101,20 @@ def test_event_trigger() -> None:
         steps: [{id: one, type: send_sms, to: "+15005550006", body: hi}]
         """))
     assert workflow.trigger.event_type == "transaction.created"
+
+
+@pytest.mark.parametrize(("run_after", "rule"), [
+    ("[one]", "all_success"), ("{one: [failed]}", "all_failed"), ("{one: [skipped]}", "all_skipped"),
+    ("{one: [succeeded, failed]}", "none_skipped"), ("{one: [succeeded, skipped]}", "none_failed"),
+    ("{one: [succeeded, failed, skipped]}", "all_done"),
+])
+def test_run_after_statuses_are_airflow_trigger_rules(run_after: str, rule: str) -> None:
+    from demobank.logic_apps.definition import trigger_rule
+
+    workflow = parse_definition(BASE + textwrap.indent(
+        f"  - {{id: one, type: send_sms, to: a, body: b}}\n  - {{id: two, type: send_sms, to: a, body: b, "
+        f"run_after: {run_after}}}\n", "    "))
+    assert trigger_rule(workflow.upstream()["two"]) == rule
 
 
 def _problems(text: str) -> list[str]:
@@ -139,6 +154,16 @@ BASE = """\
                                         "match any of the expected tags: 'send_sms'"),
     ("  - {id: one, type: condition, expression: x, if_true: [ghost]}\n",
      "x.yaml:6:56: steps[0].if_true: no step 'ghost' in this workflow"),
+    ("  - {id: one, type: send_sms, to: a, body: b}\n  - {id: two, type: send_sms, to: a, body: b}\n"
+     "  - {id: three, type: send_sms, to: a, body: b, run_after: {one: [succeeded], two: [failed]}}\n",
+     "x.yaml:8:60: steps[2].run_after: every step in run_after needs the same statuses"),
+    ("  - {id: one, type: send_sms, to: a, body: b}\n"
+     "  - {id: two, type: send_sms, to: a, body: b, run_after: {one: [failed, skipped]}}\n",
+     "x.yaml:7:58: steps[1].run_after: [failed, skipped] without succeeded cannot be waited for"),
+    ("  - {id: one, type: send_sms, to: a, customer: CUST-1, body: b}\n",
+     "x.yaml:6:5: steps[0]: give either to (the recipients) or customer (a customer id), not both or neither"),
+    ("  - {id: one, type: send_email, subject: s, body: b}\n",
+     "x.yaml:6:5: steps[0]: give either to (the recipients) or customer (a customer id), not both or neither"),
 ])
 def test_each_problem_names_its_file_line_column_and_field(steps: str, expected: str) -> None:
     problems = _problems(BASE + textwrap.indent(steps, "    "))

@@ -187,22 +187,33 @@ class _Step(_Strict):
 
 
 Recipients = str | list[str]
+CUSTOMER_DESCRIPTION = ("instead of to: a customer id; the message goes to the contact on the customer's record, "
+                        "looked up when the step sends (never kept in the run's data)")
 
 
-class SendSmsStep(_Step):
+class _Message(_Step):
+    to: Recipients | None = Field(None, description="the recipient(s), or a template giving them")
+    customer: str | None = Field(None, description=CUSTOMER_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _one_kind_of_recipient(self) -> _Message:
+        if (self.to is None) == (self.customer is None):
+            raise ValueError("give either to (the recipients) or customer (a customer id), not both or neither")
+        return self
+
+
+class SendSmsStep(_Message):
     type: Literal["send_sms"]
     connection: str = "twilio_default"
-    to: Recipients
     body: str = Field(max_length=1600)
 
 
-class SendEmailStep(_Step):
+class SendEmailStep(_Message):
     type: Literal["send_email"]
     connection: str = "sendgrid_default"
-    to: Recipients
     subject: str = Field(max_length=998)
     body: str
-    html: bool = False
+    html: bool = Field(False, description="the body is HTML (otherwise plain text, escaped, lines kept)")
 
 
 class PublishEventStep(_Step):
@@ -219,6 +230,9 @@ class HttpRequestStep(_Step):
     endpoint: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     json_body: Any = Field(None, alias="json")
+    auth: Literal["connection", "bearer"] = Field(
+        "connection", description="connection: the HTTP provider's (login and password as basic auth); bearer: "
+                                  "the connection's password sent as a bearer token")
 
 
 class FunctionStep(_Step):
@@ -300,6 +314,12 @@ class Workflow(_Strict):
         cycle = _find_cycle(self)
         if cycle:
             raise _Located(("steps",), f"the steps wait for each other in a cycle: {' -> '.join(cycle)}")
+        upstream = self.upstream()
+        for index, step in enumerate(self.steps):
+            try:
+                trigger_rule(upstream[step.id])
+            except ValueError as error:
+                raise _Located(("steps", index, "run_after"), str(error)) from None
         return self
 
     def upstream(self) -> dict[str, dict[str, list[RunStatus]]]:
@@ -315,6 +335,32 @@ class Workflow(_Strict):
                 for branch in (*step.if_true, *step.if_false):
                     edges.setdefault(branch, {}).setdefault(step.id, [RunStatus.SUCCEEDED])
         return edges
+
+
+TRIGGER_RULES = {
+    frozenset({RunStatus.SUCCEEDED}): "all_success",
+    frozenset({RunStatus.FAILED}): "all_failed",
+    frozenset({RunStatus.SKIPPED}): "all_skipped",
+    frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED}): "none_skipped",
+    frozenset({RunStatus.SUCCEEDED, RunStatus.SKIPPED}): "none_failed",
+    frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.SKIPPED}): "all_done",
+}
+"""The Airflow trigger rule of a step whose every upstream step must end in one of these statuses."""
+
+
+def trigger_rule(waits: Mapping[str, Sequence[RunStatus]]) -> str:
+    """The Airflow trigger rule for ``run_after``; :class:`ValueError` for what Airflow cannot express."""
+    sets = {frozenset(statuses) for statuses in waits.values()}
+    if not sets:
+        return "all_success"
+    if len(sets) > 1:
+        raise ValueError("every step in run_after needs the same statuses (Airflow decides on all upstream steps "
+                         "at once): split the step, or give each the same list")
+    (statuses,) = sets
+    if statuses not in TRIGGER_RULES:
+        raise ValueError("[failed, skipped] without succeeded cannot be waited for: add succeeded, or wait for "
+                         "failed and skipped in two steps")
+    return TRIGGER_RULES[statuses]
 
 
 def _references(step: Any) -> Iterator[tuple[str, list[str]]]:

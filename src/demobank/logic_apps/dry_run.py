@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, islice
 from typing import Any
-
-from jinja2 import StrictUndefined
-from jinja2.nativetypes import NativeEnvironment, NativeTemplate
 
 from demobank.logic_apps.definition import (
     ConditionStep,
@@ -43,31 +39,8 @@ from demobank.logic_apps.definition import (
     SendSmsStep,
     Workflow,
 )
-
-
-def _keep_types(values: Iterator[Any]) -> Any:
-    """A template that is one expression gives its value as it is; anything else is text. (Jinja's own native
-    concat parses strings as Python literals, so a phone number "+15005550006" would become an int.)"""
-    head = list(islice(values, 2))
-    if not head:
-        return None
-    if len(head) == 1:
-        return head[0]
-    return "".join(str(value) for value in chain(head, values))
-
-
-class _NativeEnvironment(NativeEnvironment):
-    concat = staticmethod(_keep_types)
-
-
-class _NativeTemplate(NativeTemplate):
-    environment_class = _NativeEnvironment
-
-
-_NativeEnvironment.template_class = _NativeTemplate
-
-
-_NATIVE = _NativeEnvironment(undefined=StrictUndefined)
+from demobank.logic_apps.templating import evaluate
+from demobank.logic_apps.templating import render as _render
 
 
 class DryRunError(ValueError):
@@ -153,16 +126,6 @@ def _convert(name: str, kind: InputType, value: Any) -> Any:
         raise DryRunError(f"input {name!r}: {value!r} is not a valid {kind.value}") from None
 
 
-def _render(value: Any, context: Mapping[str, Any]) -> Any:
-    if isinstance(value, str):
-        return _NATIVE.from_string(value).render(**context) if ("{{" in value or "{%" in value) else value
-    if isinstance(value, Mapping):
-        return {key: _render(item, context) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_render(item, context) for item in value]
-    return value
-
-
 def _recipients(value: Any) -> list[str]:
     return [str(item) for item in value] if isinstance(value, list) else [str(value)]
 
@@ -236,7 +199,7 @@ def _run_step(step: Any, context: dict[str, Any], responses: Mapping[str, Any],
               forced: dict[str, tuple[RunStatus, str]]) -> StepResult:
     try:
         if isinstance(step, ConditionStep):
-            holds = bool(_NATIVE.from_string("{{ " + step.expression + " }}").render(**context))
+            holds = evaluate(step.expression, context)
             for branch, runs in ((step.if_true, holds), (step.if_false, not holds)):
                 for target in branch:
                     if not runs:

@@ -42,6 +42,7 @@ from demobank.logic_apps.definition import (
     place,
     read_definition,
 )
+from demobank.logic_apps.templating import is_template
 
 AIRFLOW_CONTEXT = frozenset({"ds", "ds_nodash", "ts", "run_id", "logical_date", "data_interval_start",
                              "data_interval_end", "dag_run", "params", "macros", "var", "conn", "task_instance"})
@@ -77,10 +78,6 @@ class Context:
         if path.exists():
             connections |= {c["conn_id"] for c in load_settings(path, environ={**env}).connections}
         return cls(connections=connections, functions=registered(), catalog=get_catalog())
-
-
-def _is_template(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
 
 
 def references(template: str) -> Iterator[tuple[Any, ...]]:
@@ -175,7 +172,7 @@ class _Checker:
         outbox would refuse it the same way."""
         catalog = self.context.catalog
         if catalog is None or step.event_type not in catalog.event_types() or not isinstance(step.data, dict) \
-                or any(_is_template(text) for _path, text in _strings(step.data, ())):
+                or any(is_template(text) for _path, text in _strings(step.data, ())):
             return
         for problem in catalog.get(step.event_type).problems(step.data):
             self.add(path, f"{step.event_type}: {problem}")
@@ -192,7 +189,7 @@ class _Checker:
                 self.add((*path, "function"), f"no function {step.function!r} is registered (registered: "
                                               f"{', '.join(sorted(self.context.functions))})")
             else:
-                for message in spec.check_arguments(step.arguments, literal=lambda value: not _is_template(value)):
+                for message in spec.check_arguments(step.arguments, literal=lambda value: not is_template(value)):
                     self.add((*path, "arguments"), message)
         if isinstance(step, PublishEventStep):
             self.event_type((*path, "event_type"), step.event_type)
@@ -213,7 +210,7 @@ class _Checker:
                 self.template(sub_path, text, step_id, in_loop)
 
     def template(self, path: tuple[Any, ...], text: str, step_id: str, in_loop: bool) -> None:
-        if not _is_template(text):
+        if not is_template(text):
             return
         try:
             found = list(references(text))
