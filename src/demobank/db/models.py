@@ -21,6 +21,8 @@ Tables:
 * ``data_quality_runs``, ``data_quality_tables``, ``data_quality_checks`` -- the Data Factory's data quality record:
   per pipeline run its day, outcome and timing, rows in/out/quarantined per table, and each check's result (see
   :class:`DataQualityRun`; read through :mod:`demobank.data_factory.quality`).
+* ``logic_app_versions`` -- every deployed version of each Logic App definition: its number, content hash, text,
+  author and time (see :class:`LogicAppVersion`; written and read through :mod:`demobank.logic_apps.versions`).
 """
 
 from __future__ import annotations
@@ -583,3 +585,31 @@ class DataQualityCheck(Base):
 
     def __repr__(self) -> str:
         return f"DataQualityCheck(run_pk={self.run_pk!r}, check_name={self.check_name!r}, status={self.status!r})"
+
+
+# -- Logic Apps: deployed versions ------------------------------------------------------------------------------------
+
+
+class LogicAppVersion(Base):
+    """One deployed version of a Logic App definition (``demobank workflows deploy``): the definition's text as it
+    was deployed, its SHA-256 (hex), who deployed it and when. Numbers count from 1 per workflow ``name``; the unique
+    ``(name, number)`` keeps two concurrent deploys from taking the same number. Rows are never changed: earlier
+    versions stay readable.
+    """
+
+    __tablename__ = "logic_app_versions"
+    __table_args__ = (
+        UniqueConstraint("name", "number"),
+        CheckConstraint("number >= 1", name="number_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(63))
+    number: Mapped[int] = mapped_column(Integer)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(250))
+    deployed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"LogicAppVersion(name={self.name!r}, number={self.number!r}, content_hash={self.content_hash[:12]!r})"
