@@ -1,10 +1,13 @@
 """``demobank workflows …``: the Logic App definitions' command line (``validate``, ``list``, ``render``,
-``dry-run``, ``new``)."""
+``dry-run``, ``new``; and ``deploy``, ``diff``, ``versions``, ``show`` on the versions deployed to the suite's
+database, see :mod:`demobank.logic_apps.versions`)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import getpass
 import json
 import os
 import re
@@ -12,9 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from demobank.logic_apps.definition import PROJECT_DIR, SCHEMA_FILE, DefinitionError, load_definition
+from demobank.logic_apps.definition import PROJECT_DIR, SCHEMA_FILE, DefinitionError, Problem, load_definition
 
 DEFINITIONS_DIR_ENV = "DEMOBANK_LOGIC_APPS_DIR"
+AUTHOR_ENV = "DEMOBANK_AUTHOR"
 
 
 def definitions_dir() -> Path:
@@ -205,8 +209,122 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _file_of(name: str, paths: list[str] | None) -> Path:
+    """The definition file of workflow ``name``: the one valid definition of that name, else ``<name>.yaml`` (or
+    ``.yml``) in the folders searched (a file whose problems hide its name is still found by its file name)."""
+    matches = []
+    for path in definition_files(paths):
+        with contextlib.suppress(DefinitionError):
+            if load_definition(path).name == name:
+                matches.append(path)
+    if len(matches) > 1:
+        raise LookupError(f"workflow {name!r} is defined in {len(matches)} files ({', '.join(map(str, matches))}): "
+                          "names are unique, remove or rename one")
+    if matches:
+        return matches[0]
+    folders = [Path(p) for p in paths] if paths else [definitions_dir()]
+    for folder in folders:
+        for suffix in (".yaml", ".yml"):
+            candidate = folder / f"{name}{suffix}"
+            if folder.is_dir() and candidate.is_file():
+                return candidate
+    raise LookupError(f"no definition named {name!r} in {', '.join(map(str, folders))} (see `demobank workflows "
+                      "list`)")
+
+
+def _engine() -> Any:
+    from demobank.db.engine import get_engine
+
+    return get_engine()
+
+
+def _author(given: str | None) -> str:
+    if given:
+        return given
+    if os.environ.get(AUTHOR_ENV):
+        return os.environ[AUTHOR_ENV]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        raise ValueError(f"who deploys? no login name here: pass --author or set {AUTHOR_ENV}") from None
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from demobank.logic_apps.validate import Context, validate_text
+    from demobank.logic_apps.versions import deploy_workflow
+
+    path = _file_of(args.name, args.paths)
+    text = path.read_text(encoding="utf-8")  # read once: what is validated is what is recorded
+    workflow, problems = validate_text(text, str(path), Context.of_project(args.settings))
+    if workflow is not None and workflow.name != args.name:
+        problems = [*problems, Problem(str(path), 1, 1, "name", f"the file defines workflow {workflow.name!r}, not "
+                                                                f"{args.name!r}")]
+    if problems or workflow is None:
+        for problem in problems:
+            print(problem)
+        print(f"{path}: {len(problems)} problem(s): nothing deployed", file=sys.stderr)
+        return 1
+    done = deploy_workflow(_engine(), workflow, text, author=_author(args.author))
+    version = done.version
+    if done.created:
+        print(f"deployed {version.name} version {version.number} (sha256 {version.content_hash})")
+    else:
+        print(f"{version.name} is already deployed as version {version.number}: nothing changed")
+    if done.trigger.action != "none":
+        print(f"event target {done.trigger.target_name!r}: {done.trigger.action}")
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from demobank.logic_apps.versions import latest
+
+    path = _file_of(args.name, args.paths)
+    text = path.read_text(encoding="utf-8")
+    deployed = latest(_engine(), args.name)
+    if deployed is None:
+        print(f"{args.name} is not deployed yet (`demobank workflows deploy {args.name}` records version 1)")
+        return 1
+    lines = list(difflib.unified_diff(deployed.text.splitlines(keepends=True), text.splitlines(keepends=True),
+                                      fromfile=f"{args.name} version {deployed.number} (deployed)", tofile=str(path)))
+    if not lines:
+        print(f"{path} is the same as the deployed version {deployed.number} of {args.name}", file=sys.stderr)
+        return 0
+    for line in lines:
+        sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return 1
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from demobank.logic_apps.versions import VersionNotFoundError, history
+
+    found = history(_engine(), args.name)
+    if not found:
+        raise VersionNotFoundError(f"workflow {args.name!r} has no deployed version: deploy it with "
+                                   f"`demobank workflows deploy {args.name}`")
+    print("version\tdeployed at (UTC)\tauthor\tsha256")
+    for version in found:
+        print(f"{version.number}\t{version.deployed_at:%Y-%m-%d %H:%M:%S}\t{version.author}\t"
+              f"{version.content_hash[:12]}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from demobank.logic_apps.versions import VersionNotFoundError, get_version, latest
+
+    engine = _engine()
+    if args.version is None:
+        version = latest(engine, args.name)
+        if version is None:
+            raise VersionNotFoundError(f"workflow {args.name!r} has no deployed version: deploy it with "
+                                       f"`demobank workflows deploy {args.name}`")
+    else:
+        version = get_version(engine, args.name, args.version)
+    sys.stdout.write(version.text)
+    return 0
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    """``validate`` and ``list`` under ``demobank workflows``; each sets ``handler`` (args → exit code)."""
+    """The ``demobank workflows`` subcommands; each sets ``handler`` (args → exit code)."""
     validate = commands.add_parser("validate", help="check definitions: their schema and their meaning; each "
                                                     "problem as file:line:column: field: message; exit 1 on any")
     validate.add_argument("paths", nargs="*", help=f"files or folders (default: ${DEFINITIONS_DIR_ENV} or "
@@ -238,3 +356,28 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     new.add_argument("--trigger", choices=sorted(TEMPLATES), required=True)
     new.add_argument("--dir", help="where to write it (default: the definitions' folder)")
     new.set_defaults(handler=_new)
+    deploy = commands.add_parser("deploy", help="validate a definition (as validate does), then record it as the "
+                                                "workflow's next version in the suite's database (nothing if it is "
+                                                "the deployed version already); an event trigger's airflow_dag "
+                                                "target is kept in step")
+    deploy.add_argument("name")
+    deploy.add_argument("--author", help=f"who deploys it (default: ${AUTHOR_ENV}, else the login name)")
+    deploy.add_argument("--settings", help="the settings file whose connections exist (as for validate)")
+    deploy.add_argument("--path", dest="paths", action="append", help="where to look (default: the definitions' "
+                                                                      "folder)")
+    deploy.set_defaults(handler=_deploy)
+    diff = commands.add_parser("diff", help="the definition file against the deployed version (unified diff); "
+                                            "exit 0 if they are the same, 1 if they differ or it is not deployed "
+                                            "yet, like git diff --exit-code")
+    diff.add_argument("name")
+    diff.add_argument("--path", dest="paths", action="append", help="where to look (default: the definitions' "
+                                                                    "folder)")
+    diff.set_defaults(handler=_diff)
+    versions = commands.add_parser("versions", help="the deployed versions of a workflow, newest first: number, "
+                                                    "time, author, hash")
+    versions.add_argument("name")
+    versions.set_defaults(handler=_versions)
+    show = commands.add_parser("show", help="print the text of a deployed version")
+    show.add_argument("name")
+    show.add_argument("--version", type=int, metavar="N", help="the version's number (default: the latest)")
+    show.set_defaults(handler=_show)
