@@ -58,9 +58,10 @@ _JINJA = Environment(autoescape=False)  # noqa: S701 - parsed for their referenc
 
 @dataclass
 class Context:
-    """What exists where the workflows run: connection ids, functions, the event catalog."""
+    """What exists where the workflows run: connection ids (None: not checked, as when Airflow parses the
+    definitions: its connections are not all known there), functions, the event catalog."""
 
-    connections: set[str] = field(default_factory=set)
+    connections: set[str] | None = field(default_factory=set)
     functions: Mapping[str, Any] | None = None
     catalog: Any = None
 
@@ -179,9 +180,10 @@ class _Checker:
 
     def step(self, path: tuple[Any, ...], step: Any, step_id: str, *, in_loop: bool) -> None:
         connection = getattr(step, "connection", None)
-        if connection is not None and connection not in self.context.connections:
+        known = self.context.connections
+        if connection is not None and known is not None and connection not in known:
             self.add((*path, "connection"), f"no connection {connection!r} (known: "
-                                            f"{', '.join(sorted(self.context.connections)) or 'none'}); add it in "
+                                            f"{', '.join(sorted(known)) or 'none'}); add it in "
                                             "Admin → Connections or airflow_settings.yaml")
         if isinstance(step, FunctionStep) and self.context.functions is not None:
             spec = self.context.functions.get(step.function)
@@ -285,15 +287,26 @@ def validate_text(text: str, file: str, context: Context) -> tuple[Workflow | No
     return workflow, _Checker(workflow, positions, file, context).run()
 
 
-def validate_files(paths: list[Path], context: Context) -> dict[Path, list[Problem]]:
-    """Problems per file (an unreadable file is its own problem); also two files with the same workflow name."""
-    results: dict[Path, list[Problem]] = {}
+@dataclass(frozen=True)
+class Checked:
+    """One definition file, validated: its text, its workflow (None if it cannot be read) and its problems."""
+
+    path: Path
+    text: str
+    workflow: Workflow | None
+    problems: list[Problem]
+
+
+def check_files(paths: list[Path], context: Context) -> list[Checked]:
+    """Each file validated (an unreadable file is its own problem); also two files with the same workflow name
+    (the later one, in the given order, has the problem)."""
+    checked: list[Checked] = []
     names: dict[str, Path] = {}
     for path in paths:
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
-            results[path] = [Problem(str(path), 1, 1, "", f"cannot be read: {error.strerror}")]
+            checked.append(Checked(path, "", None, [Problem(str(path), 1, 1, "", f"cannot be read: {error.strerror}")]))
             continue
         workflow, problems = validate_text(text, str(path), context)
         if workflow is not None:
@@ -301,8 +314,26 @@ def validate_files(paths: list[Path], context: Context) -> dict[Path, list[Probl
                 problems.append(Problem(str(path), 1, 1, "name", f"workflow {workflow.name!r} is also defined in "
                                                                  f"{names[workflow.name]}: names are unique"))
             names.setdefault(workflow.name, path)
-        results[path] = problems
-    return results
+        checked.append(Checked(path, text, workflow, problems))
+    return checked
 
 
-__all__ = ["Context", "references", "validate_files", "validate_text"]
+def validate_files(paths: list[Path], context: Context) -> dict[Path, list[Problem]]:
+    """Problems per file (see :func:`check_files`)."""
+    return {item.path: item.problems for item in check_files(paths, context)}
+
+
+def step_reads(step: Any) -> set[str]:
+    """The ids of the steps whose outputs a step's templates read (``steps.<id>…``), its for_each body's included."""
+    texts = [text for key, value in step.model_dump(by_alias=True, exclude_none=True).items()
+             if key not in NOT_TEMPLATED and key != "step" for _path, text in _strings(value, ())]
+    if isinstance(step, ConditionStep):
+        texts.append("{{ " + step.expression + " }}")
+    if isinstance(step, ForEachStep):
+        return {ref[1] for text in texts if is_template(text) for ref in references(text)
+                if ref[0] == "steps" and len(ref) > 1} | step_reads(step.step)
+    return {ref[1] for text in texts if is_template(text) for ref in references(text)
+            if ref[0] == "steps" and len(ref) > 1}
+
+
+__all__ = ["Checked", "Context", "check_files", "references", "step_reads", "validate_files", "validate_text"]
