@@ -175,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     from demobank.logic_apps import commands as workflow_commands
 
     workflow_commands.add_commands(commands.add_parser("workflows", help="Logic App definitions").add_subparsers(
-        dest="workflows_command", required=True, metavar="{validate,list,render,dry-run,new}"))
+        dest="workflows_command", required=True,
+        metavar="{validate,list,render,dry-run,new,deploy,diff,versions,show}"))
     return parser
 
 

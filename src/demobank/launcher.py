@@ -347,6 +347,9 @@ class Launcher:
         self.run_step("suite-db-seed", [python, "-m", "demobank.db", "seed"], db_env)
         self.run_step("seed-event-targets", [python, "-m", "demobank.events.targets", "import",
                                              str(config.project_dir / "airflow_settings.yaml")], db_env)
+        # The Logic Apps of dags/logic_apps: each recorded as a version, and an event trigger's target kept in step.
+        self.run_step("deploy-logic-apps", [python, "-m", "demobank.cli", "workflows", "deploy", "--all",
+                                            "--author", "make run"], db_env)
         # The Data Factory's core banking source: ~300,000 generated transactions (a no-op when already there).
         self.run_step("seed-core-banking", [python, "-m", "demobank.data_factory.core_banking", "seed",
                                             "--url", f"sqlite:///{config.core_banking_db_path}"], env)

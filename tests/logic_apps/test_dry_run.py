@@ -136,6 +136,6 @@ def test_for_each_over_a_given_http_response_and_a_failed_loop_without_one() -> 
     assert report["fetch"].would[0].fields["endpoint"] == "/customers?day=2026-12-03"
     assert [(w.fields["to"], w.fields["body"]) for w in report["mail_all"].would] == [
         (["a@example.com"], "Hello Ada"), (["b@example.com"], "Hello Bo")]
-    assert report["mail_all"].output == [{"recipients": 1}, {"recipients": 1}]
+    assert report["mail_all"].output == [{"recipients": 1, "message_ids": []}] * 2
     without = _by_id(dry_run(workflow))
     assert without["fetch"].output is None and without["mail_all"].status is RunStatus.FAILED

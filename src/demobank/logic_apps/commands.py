@@ -250,15 +250,27 @@ def _author(given: str | None) -> str:
 
 
 def _deploy(args: argparse.Namespace) -> int:
+    if args.all == (args.name is not None):
+        print("give a workflow NAME or --all (every definition of the folder), not both", file=sys.stderr)
+        return 2
+    if args.all:
+        files = definition_files(args.paths)
+        codes = [_deploy_file(path, None, args) for path in files]
+        print(f"{len(files)} definition(s): {codes.count(0)} deployed or unchanged, {len(codes) - codes.count(0)} "
+              "refused", file=sys.stderr if any(codes) else sys.stdout)
+        return 1 if any(codes) else 0
+    return _deploy_file(_file_of(args.name, args.paths), args.name, args)
+
+
+def _deploy_file(path: Path, name: str | None, args: argparse.Namespace) -> int:
     from demobank.logic_apps.validate import Context, validate_text
     from demobank.logic_apps.versions import deploy_workflow
 
-    path = _file_of(args.name, args.paths)
     text = path.read_text(encoding="utf-8")  # read once: what is validated is what is recorded
     workflow, problems = validate_text(text, str(path), Context.of_project(args.settings))
-    if workflow is not None and workflow.name != args.name:
+    if workflow is not None and name is not None and workflow.name != name:
         problems = [*problems, Problem(str(path), 1, 1, "name", f"the file defines workflow {workflow.name!r}, not "
-                                                                f"{args.name!r}")]
+                                                                f"{name!r}")]
     if problems or workflow is None:
         for problem in problems:
             print(problem)
@@ -360,7 +372,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                 "workflow's next version in the suite's database (nothing if it is "
                                                 "the deployed version already); an event trigger's airflow_dag "
                                                 "target is kept in step")
-    deploy.add_argument("name")
+    deploy.add_argument("name", nargs="?")
+    deploy.add_argument("--all", action="store_true", help="every definition of the folder (each validated; the "
+                                                           "valid ones deployed; exit 1 if any is refused)")
     deploy.add_argument("--author", help=f"who deploys it (default: ${AUTHOR_ENV}, else the login name)")
     deploy.add_argument("--settings", help="the settings file whose connections exist (as for validate)")
     deploy.add_argument("--path", dest="paths", action="append", help="where to look (default: the definitions' "

@@ -132,15 +132,20 @@ def _recipients(value: Any) -> list[str]:
 
 def _act(step: Any, context: Mapping[str, Any], responses: Mapping[str, Any]) -> tuple[Any, list[Would]]:
     """What one (non-branching, non-looping) step does in a dry run: its output and what it would send."""
-    if isinstance(step, SendSmsStep):
-        to = _recipients(_render(step.to, context))
-        body = str(_render(step.body, context))
-        return {"recipients": len(to)}, [Would("sms", {"connection": step.connection, "to": to, "body": body})]
-    if isinstance(step, SendEmailStep):
-        to = _recipients(_render(step.to, context))
-        fields = {"connection": step.connection, "to": to, "subject": str(_render(step.subject, context)),
-                  "body": str(_render(step.body, context)), "html": step.html}
-        return {"recipients": len(to)}, [Would("email", fields)]
+    if isinstance(step, SendSmsStep | SendEmailStep):
+        fields: dict[str, Any] = {"connection": step.connection}
+        if step.customer is not None:  # looked up when the step sends; a dry run reads no customer record
+            fields["customer"] = str(_render(step.customer, context))
+            to = [f"(the contact on record of {fields['customer']})"]
+        else:
+            to = fields["to"] = _recipients(_render(step.to, context))
+        if isinstance(step, SendSmsStep):
+            fields["body"] = str(_render(step.body, context))
+        else:
+            fields.update(subject=str(_render(step.subject, context)), body=str(_render(step.body, context)),
+                          html=step.html)
+        return ({"recipients": len(to), "message_ids": []},
+                [Would("sms" if isinstance(step, SendSmsStep) else "email", fields)])
     if isinstance(step, PublishEventStep):
         from demobank.events.catalog import get_catalog
 
@@ -159,6 +164,21 @@ def _act(step: Any, context: Mapping[str, Any], responses: Mapping[str, Any]) ->
     raise TypeError(f"step type {step.type!r} has no dry-run action")
 
 
+def airflow_names(current: datetime, params: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Airflow's context names as a run at ``current`` would have them (a manual run: no data interval of its own,
+    so the run's time), for the templates that use them; ``macros`` is Airflow's own module."""
+    from types import SimpleNamespace
+
+    from airflow.sdk.execution_time import macros
+
+    run_id = f"dry_run__{current.isoformat()}"
+    return {"ds": current.date().isoformat(), "ds_nodash": current.strftime("%Y%m%d"), "ts": current.isoformat(),
+            "run_id": run_id, "logical_date": current, "data_interval_start": current, "data_interval_end": current,
+            "params": dict(params), "macros": macros,
+            "dag_run": SimpleNamespace(run_id=run_id, run_after=current, logical_date=current,
+                                       conf={"event": dict(event)} if event else {})}
+
+
 def dry_run(workflow: Workflow, inputs: Mapping[str, Any] | None = None, *, event: Mapping[str, Any] | None = None,
             responses: Mapping[str, Any] | None = None, now: datetime | None = None) -> DryRunReport:
     """Run the workflow's steps in order with recorders; see the module docstring.
@@ -173,8 +193,7 @@ def dry_run(workflow: Workflow, inputs: Mapping[str, Any] | None = None, *, even
         raise DryRunError(f"an event trigger runs with an event: give a {workflow.trigger.event_type} envelope")
     current = now or datetime.now(UTC)
     context: dict[str, Any] = {"inputs": values, "trigger": {"event": dict(event or {})}, "steps": {},
-                               "ds": current.date().isoformat(), "logical_date": current,
-                               "run_id": f"dry_run__{current.isoformat()}"}
+                               **airflow_names(current, values, event)}
     upstream = workflow.upstream()
     results: dict[str, StepResult] = {}
     forced: dict[str, tuple[RunStatus, str]] = {}  # steps a condition decided
