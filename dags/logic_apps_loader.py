@@ -1,15 +1,16 @@
 """
 ### Logic Apps
 
-Every Logic App definition in `dags/logic_apps/*.yaml` becomes an Airflow DAG named `logic_app__<name>`
-(see `demobank.logic_apps.loader`). A definition with a problem is an import error of its own file, naming its
-line and field; the other workflows keep running. `demobank workflows validate` checks them before you commit.
+Every Logic App definition in `dags/logic_apps/*.yaml` (or `$DEMOBANK_LOGIC_APPS_DIR`) becomes an Airflow DAG
+named `logic_app__<name>` (see `demobank.logic_apps.loader`). A definition with a problem is an import error of its
+own file, naming its line and field; the other workflows keep running. `demobank workflows validate` checks them before you commit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from demobank.logic_apps.definition import definitions_dir
 from demobank.logic_apps.loader import load_dags
 
-globals().update(load_dags(Path(__file__).parent / "logic_apps"))
+globals().update(load_dags(definitions_dir(Path(__file__).parent / "logic_apps")))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -32,6 +33,11 @@ class LivePlatform:
     output_path: Path
     seen_pids: set[int] = field(default_factory=set)
     startup_seconds: float = 0.0
+
+    @property
+    def logic_apps(self) -> Path:
+        """The folder of this platform's Logic App definitions (DEMOBANK_LOGIC_APPS_DIR)."""
+        return self.home.parent / f"{self.home.name}-logic-apps"
 
     def token(self, username: str = "admin", password: str = "admin") -> str:
         response = requests.post(f"{self.api_url}/auth/token", json={"username": username, "password": password},
@@ -80,11 +86,16 @@ class LivePlatform:
 
 def start_make_run(home: Path, env_overrides: dict[str, str] | None = None) -> LivePlatform:
     api_port, moto_port = free_port(), free_port()
+    # The Logic Apps of this platform: a copy of the examples, so that a test can break one without touching the
+    # project's files.
+    logic_apps = home.parent / f"{home.name}-logic-apps"
+    shutil.copytree(PROJECT_DIR / "dags" / "logic_apps", logic_apps, dirs_exist_ok=True)
     env = {
         **os.environ,
         "DEMOBANK_HOME": str(home),
         "DEMOBANK_API_PORT": str(api_port),
         "DEMOBANK_MOTO_PORT": str(moto_port),
+        "DEMOBANK_LOGIC_APPS_DIR": str(logic_apps),
         **(env_overrides or {}),
     }
     for name in ("AIRFLOW_HOME", "AIRFLOW__CORE__DAGS_FOLDER", "AIRFLOW__CORE__PLUGINS_FOLDER"):

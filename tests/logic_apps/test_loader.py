@@ -25,6 +25,7 @@ def dags_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for example in EXAMPLES.glob("*.yaml"):
         shutil.copy(example, folder / "logic_apps" / example.name)
     monkeypatch.setenv("DEMOBANK_DB_URL", f"sqlite:///{tmp_path / 'suite.db'}")
+    monkeypatch.delenv("DEMOBANK_LOGIC_APPS_DIR", raising=False)
     from demobank.db.migrate import upgrade
 
     upgrade(f"sqlite:///{tmp_path / 'suite.db'}")

@@ -15,16 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from demobank.logic_apps.definition import PROJECT_DIR, SCHEMA_FILE, DefinitionError, Problem, load_definition
+from demobank.logic_apps.definition import (
+    DEFINITIONS_DIR_ENV,
+    SCHEMA_FILE,
+    DefinitionError,
+    Problem,
+    definitions_dir,
+    load_definition,
+)
 
-DEFINITIONS_DIR_ENV = "DEMOBANK_LOGIC_APPS_DIR"
 AUTHOR_ENV = "DEMOBANK_AUTHOR"
-
-
-def definitions_dir() -> Path:
-    """Where the definitions are: ``DEMOBANK_LOGIC_APPS_DIR``, or the project's ``dags/logic_apps/``."""
-    configured = os.environ.get(DEFINITIONS_DIR_ENV)
-    return Path(configured) if configured else PROJECT_DIR / "dags" / "logic_apps"
 
 
 def definition_files(paths: list[str] | None = None) -> list[Path]:

@@ -556,6 +556,18 @@ def schema_text() -> str:
 PROJECT_DIR = Path(__file__).resolve().parents[3]
 """The project (the package is installed from its source tree: ``pip install -e .``)."""
 SCHEMA_FILE = PROJECT_DIR / "include" / "logic_apps" / "workflow.schema.json"
+DEFINITIONS_DIR_ENV = "DEMOBANK_LOGIC_APPS_DIR"
+
+
+def definitions_dir(default: Path | None = None) -> Path:
+    """Where the definitions are: ``DEMOBANK_LOGIC_APPS_DIR``, else ``default`` (the loader: the folder next to its
+    DAG file), else the project's ``dags/logic_apps/``."""
+    import os
+
+    configured = os.environ.get(DEFINITIONS_DIR_ENV)
+    if configured:
+        return Path(configured)
+    return default or PROJECT_DIR / "dags" / "logic_apps"
 
 
 __all__ = ["DefinitionError", "Problem", "RunStatus", "Step", "Workflow", "json_schema", "load_definition",

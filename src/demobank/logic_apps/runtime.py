@@ -43,8 +43,15 @@ def workflow_context(context: Context, outputs: Mapping[str, str], item: Any = N
     :param manual: whether the workflow has a manual trigger (its inputs are the run's Params).
     """
     ti = context["ti"]
-    conf = getattr(context.get("dag_run"), "conf", None) or {}
+    dag_run = context.get("dag_run")
+    conf = getattr(dag_run, "conf", None) or {}
     names: dict[str, Any] = {name: context.get(name) for name in AIRFLOW_NAMES if name in context}
+    moment = context.get("logical_date") or getattr(dag_run, "run_after", None)
+    if moment is not None and context.get("logical_date") is None:
+        # A run triggered without a logical date (Airflow 3's default) has no ds, ts, ...: the run's time stands in.
+        names.update(logical_date=moment, ds=moment.strftime("%Y-%m-%d"), ds_nodash=moment.strftime("%Y%m%d"),
+                     ts=moment.isoformat(), data_interval_start=context.get("data_interval_start") or moment,
+                     data_interval_end=context.get("data_interval_end") or moment)
     names["inputs"] = dict(context.get("params") or {}) if manual else {}
     names["trigger"] = {"event": conf.get("event")}
     names["steps"] = {step_id: {"output": ti.xcom_pull(task_ids=task_id)} for step_id, task_id in outputs.items()}

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from itertools import chain, islice
 from typing import Any
 
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Undefined
 from jinja2.nativetypes import NativeEnvironment, NativeTemplate
 
 
@@ -49,7 +49,12 @@ def is_template(value: Any) -> bool:
 def render(value: Any, context: Mapping[str, Any]) -> Any:
     """``value`` with every template in it rendered (strings, and those inside dicts and lists)."""
     if isinstance(value, str):
-        return _NATIVE.from_string(value).render(**context) if is_template(value) else value
+        if not is_template(value):
+            return value
+        result = _NATIVE.from_string(value).render(**context)
+        if isinstance(result, Undefined):  # a field that is one undefined name: native rendering does not fail
+            result._fail_with_undefined_error()
+        return result
     if isinstance(value, Mapping):
         return {key: render(item, context) for key, item in value.items()}
     if isinstance(value, list):
@@ -59,7 +64,10 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
     """Whether a condition's expression (``steps.score.output > 0.8``) holds."""
-    return bool(_NATIVE.from_string("{{ " + expression + " }}").render(**context))
+    result = _NATIVE.from_string("{{ " + expression + " }}").render(**context)
+    if isinstance(result, Undefined):
+        result._fail_with_undefined_error()
+    return bool(result)
 
 
 __all__ = ["evaluate", "is_template", "render"]
