@@ -20,6 +20,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     UV_NO_CACHE=1 \
     AIRFLOW_HOME=/opt/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/opt/airflow/dags \
+    DEMOBANK_LOGIC_APPS_DIR=/opt/airflow/dags/logic_apps \
+    DEMOBANK_FUNCTIONS_DIR=/opt/airflow/dags/functions \
     AIRFLOW__CORE__PLUGINS_FOLDER=/opt/airflow/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False
 

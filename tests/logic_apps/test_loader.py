@@ -137,3 +137,36 @@ def test_a_deployed_version_is_shown_and_a_changed_file_says_so(dags_folder: Pat
     path.write_text(path.read_text().replace("page_size=10", "page_size=5"))
     doc = bag(dags_folder).dags["logic_app__daily_digest"].doc_md
     assert "**Changed since deployed version 1**" in doc and "demobank workflows diff daily_digest" in doc
+
+
+def test_the_banks_functions_folder_is_loaded_and_a_broken_file_is_an_import_error_of_its_own(
+        dags_folder: Path) -> None:
+    from demobank.logic_apps.functions import REGISTRY
+
+    functions = dags_folder / "functions"
+    functions.mkdir()
+    (functions / "scores.py").write_text(textwrap.dedent("""\
+        from demobank.logic_apps.functions import function
+
+
+        @function
+        def loader_test_double(value: int) -> int:
+            return value * 2
+        """))
+    (functions / "broken.py").write_text("import no_such_module_for_the_loader_test\n")
+    (dags_folder / "logic_apps" / "uses_it.yaml").write_text(textwrap.dedent("""\
+        name: uses_it
+        description: d
+        owner: o
+        trigger: {type: manual}
+        steps:
+          - {id: double, type: function, function: loader_test_double, arguments: {value: 21}}
+        """))
+    try:
+        loaded = bag(dags_folder)
+        assert "logic_app__uses_it" in loaded.dags and "logic_app__daily_digest" in loaded.dags
+        assert set(loaded.import_errors) == {"functions/broken.py"}
+        assert "No module named 'no_such_module_for_the_loader_test'" in loaded.import_errors["functions/broken.py"]
+        assert REGISTRY["loader_test_double"].run({"value": 21}) == 42
+    finally:
+        REGISTRY.pop("loader_test_double", None)

@@ -61,22 +61,26 @@ def definition_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
-def load_dags(folder: Path | str, *, deployed: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Every valid definition of ``folder`` as a DAG, by DAG id; the others reported as import errors.
+def load_dags(folder: Path | str, *, functions: Path | None = None,
+              deployed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every valid definition of ``folder`` as a DAG, by DAG id; the others reported as import errors (and so is a
+    functions file that cannot be imported).
 
+    :param functions: the bank's functions folder (default: :func:`demobank.logic_apps.library.functions_dir`).
     :param deployed: workflow name → its latest deployed version (default: read from the suite's database).
     """
     from demobank.events.catalog import get_catalog
-    from demobank.logic_apps.library import registered
+    from demobank.logic_apps.library import load_functions, registered
     from demobank.logic_apps.validate import Context, check_files
 
     folder = Path(folder)
+    errors: dict[Path, str] = {path: f"{path}: this functions file cannot be imported, its functions are not "
+                                     f"registered:\n{error}" for path, error in load_functions(functions).items()}
     checked = check_files(definition_files(folder), Context(connections=None, functions=registered(),
                                                             catalog=get_catalog()))
     if deployed is None:
         deployed = _deployed_versions()
     dags: dict[str, Any] = {}
-    errors: dict[Path, str] = {}
     for item in checked:
         if item.problems or item.workflow is None:
             errors[item.path] = "\n".join(str(problem) for problem in item.problems)
