@@ -139,3 +139,59 @@ def test_for_each_over_a_given_http_response_and_a_failed_loop_without_one() -> 
     assert report["mail_all"].output == [{"recipients": 1, "message_ids": []}] * 2
     without = _by_id(dry_run(workflow))
     assert without["fetch"].output is None and without["mail_all"].status is RunStatus.FAILED
+
+
+# -- the shipped examples, through the command line -----------------------------------------------------------
+
+
+@pytest.fixture
+def examples_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEMOBANK_LOGIC_APPS_DIR", raising=False)
+
+
+def test_the_examples_validate_against_the_project(examples_folder: None, capsys: pytest.CaptureFixture[str]) -> None:
+    from demobank.cli import main
+
+    assert main(["workflows", "validate"]) == 0
+    assert "3 definition(s): 3 valid" in capsys.readouterr().out
+
+
+def test_dry_run_of_the_onboarding_example_prints_its_messages(examples_folder: None,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from demobank.cli import main
+
+    assert main(["workflows", "dry-run", "customer_onboarding", "--input", "customer_id=CUST-12345", "--input",
+                 "first_name=Ada", "--input", "email=ada@example.com", "--input", "phone=+15005550006"]) == 0
+    out = capsys.readouterr().out
+    assert '"subject": "Welcome to Demo Bank, Ada"' in out and '"to": ["a***@example.com"]' in out
+    assert '"body": "Demo Bank: welcome, Ada! Reply YES to confirm this is your number."' in out
+    assert '"event_type": "customer.created"' in out and '"customer_id": "CUST-12345"' in out
+    assert "ada@example.com" not in out and "+15005550006" not in out  # recipients masked
+
+
+def test_dry_run_of_the_alert_example_with_an_event(examples_folder: None, tmp_path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from demobank.cli import main
+
+    data = {**examples("transaction.created")[0], "amount": "12000.00", "channel": "card_not_present"}
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"id": "e-1", "type": "transaction.created", "data": data}))
+    assert main(["workflows", "dry-run", "transaction_alert", "--event", str(event)]) == 0
+    out = capsys.readouterr().out
+    assert "would send sms" in out and "an online card payment of €12,000.00" in out
+    assert '"customer": "CUST-00042"' in out  # the contact is looked up when the step sends, not in a dry run
+    assert '"event_type": "transaction.flagged"' in out and '"risk_score": 65' in out
+
+
+def test_dry_run_of_the_digest_example_with_a_response(examples_folder: None, tmp_path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from demobank.cli import main
+
+    customers = [{"customer_id": f"CUST-1000{n}", "full_name": f"Customer {n}", "email": f"c{n}@example.com"}
+                 for n in range(3)]
+    response = tmp_path / "customers.json"
+    response.write_text(json.dumps({"customers": customers, "next_page": None}))
+    assert main(["workflows", "dry-run", "daily_digest", "--response", f"changed_customers={response}"]) == 0
+    out = capsys.readouterr().out
+    assert "/customers?updated_since=" in out and "&page_size=10" in out
+    assert out.count("would send email") == 3 and "Hello Customer 2" in out

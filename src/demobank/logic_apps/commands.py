@@ -144,7 +144,7 @@ def _dry_run(args: argparse.Namespace) -> int:
         print(line)
         for would in step.would:
             shown = {key: ([mask(to) for to in value] if key == "to" else value) for key, value in would.fields.items()}
-            print(f"      would send {would.kind}: {json.dumps(shown, default=str)}")
+            print(f"      would send {would.kind}: {json.dumps(shown, default=str, ensure_ascii=False)}")
     return 1 if any(step.status.value == "failed" for step in report.steps) else 0
 
 
