@@ -492,6 +492,19 @@ Positions = dict[tuple[Any, ...], tuple[int, int]]
 """Where each value of a definition starts (1-based line and column), by its path (keys and list indices)."""
 
 
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when there: the loader parses many files
+
+
+def _compose_and_construct(text: str) -> tuple[Any, Any]:
+    """The YAML's node tree (for positions) and its data, from one parse."""
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return node, (loader.construct_document(node) if node is not None else None)
+    finally:
+        loader.dispose()
+
+
 def parse_definition(text: str, file: str = "<definition>") -> Workflow:
     """Read one definition from YAML text; raise :class:`DefinitionError` with every problem located."""
     return read_definition(text, file)[0]
@@ -500,8 +513,7 @@ def parse_definition(text: str, file: str = "<definition>") -> Workflow:
 def read_definition(text: str, file: str = "<definition>") -> tuple[Workflow, Positions]:
     """:func:`parse_definition`, with the positions of the file's values (for later problems' places)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node, data = _compose_and_construct(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -19,7 +19,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.http.operators.http import HttpOperator
 from airflow.providers.standard.operators.branch import BaseBranchOperator
 from airflow.sdk import BaseOperator
 
@@ -180,30 +179,45 @@ def _response_body(response: Any) -> Any:
     return response.text
 
 
-class LogicAppHttpOperator(LogicAppStep, HttpOperator):
-    """``http_request``: the HTTP provider's operator over a connection; its output is the response's JSON (or
-    text). ``auth="bearer"`` sends the connection's password as a bearer token."""
+def _http_operator() -> type:
+    """``http_request``'s operator, made when first asked for: the HTTP provider's import (aiohttp among others)
+    would otherwise cost every parse of the loader, whether a workflow uses it or not."""
+    from airflow.providers.http.operators.http import HttpOperator
 
-    template_fields: Sequence[str] = ("endpoint", "headers", "json_body")
-    template_fields_renderers = {"headers": "json", "json_body": "json"}
+    class LogicAppHttpOperator(LogicAppStep, HttpOperator):
+        """``http_request``: the HTTP provider's operator over a connection; its output is the response's JSON (or
+        text). ``auth="bearer"`` sends the connection's password as a bearer token."""
 
-    def __init__(self, *, json_body: Any = None, auth: str = "connection", **kwargs: Any) -> None:
-        kwargs.setdefault("response_filter", _response_body)
-        super().__init__(**kwargs)
-        self.json_body = json_body
-        self.auth = auth
+        template_fields: Sequence[str] = ("endpoint", "headers", "json_body")
+        template_fields_renderers = {"headers": "json", "json_body": "json"}
 
-    def execute(self, context: Context) -> Any:
-        if self.json_body is not None:
-            self.request_kwargs = {**(self.request_kwargs or {}), "json": self.json_body}
-        if self.auth == "bearer":
-            from airflow.sdk import BaseHook
+        def __init__(self, *, json_body: Any = None, auth: str = "connection", **kwargs: Any) -> None:
+            kwargs.setdefault("response_filter", _response_body)
+            super().__init__(**kwargs)
+            self.json_body = json_body
+            self.auth = auth
 
-            password = BaseHook.get_connection(self.http_conn_id).password
-            if not password:
-                raise ValueError(f"connection {self.http_conn_id!r} has no password to send as a bearer token")
-            self.headers = {**(self.headers or {}), "Authorization": f"Bearer {password}"}
-        return super().execute(context)
+        def execute(self, context: Context) -> Any:
+            if self.json_body is not None:
+                self.request_kwargs = {**(self.request_kwargs or {}), "json": self.json_body}
+            if self.auth == "bearer":
+                from airflow.sdk import BaseHook
+
+                password = BaseHook.get_connection(self.http_conn_id).password
+                if not password:
+                    raise ValueError(f"connection {self.http_conn_id!r} has no password to send as a bearer token")
+                self.headers = {**(self.headers or {}), "Authorization": f"Bearer {password}"}
+            return super().execute(context)
+
+    LogicAppHttpOperator.__module__ = __name__
+    return LogicAppHttpOperator
+
+
+def __getattr__(name: str) -> Any:
+    if name == "LogicAppHttpOperator":
+        globals()[name] = operator = _http_operator()
+        return operator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class LogicAppFunctionOperator(LogicAppStep):
@@ -262,5 +276,5 @@ class LogicAppConditionOperator(LogicAppStep, BaseBranchOperator):
 
 
 __all__ = ["LogicAppConditionOperator", "LogicAppEmailOperator", "LogicAppEventOperator", "LogicAppFunctionOperator",
-           "LogicAppHttpOperator", "LogicAppItemsOperator", "LogicAppSmsOperator", "text_as_html",
+           "LogicAppItemsOperator", "LogicAppSmsOperator", "text_as_html",
            "workflow_context"]
