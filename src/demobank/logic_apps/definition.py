@@ -167,7 +167,9 @@ class _Step(_Strict):
     run_after: list[str] | dict[str, list[RunStatus]] | None = Field(
         None, description="the steps this one waits for: ids (they must succeed), or {id: [statuses]}; default: "
                           "the step before it")
-    retries: int = Field(0, ge=0, le=10)
+    retries: int = Field(2, ge=0, le=10, description="tries after the first, with a growing delay (default 2; a "
+                                                     "send_email's delay is minutes, so that they reach past "
+                                                     "SendGrid's 10-minute settling of an unknown outcome)")
     timeout: str | int | None = Field(None, description="30s, 5m, 2h or seconds; default: no limit")
 
     @field_validator("timeout")

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 RETRY_DELAY = timedelta(seconds=30)
+EMAIL_RETRY_DELAY = timedelta(minutes=4)
+"""A send_email's first retry delay (then 8, 16 min): a send of unknown outcome is settled in SendGrid's Email
+Activity only 10 minutes later, so its retries must reach past that instead of failing early (as Connect's alert)."""
+MAX_RETRY_DELAY = timedelta(minutes=30)
 TAG = "logic-app"
 
 
@@ -239,7 +243,9 @@ def _step_operator(step: Any) -> tuple[type, dict[str, Any]]:
 
 
 def _common(step: Any) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"task_id": step.id, "retries": step.retries, "retry_delay": RETRY_DELAY}
+    kwargs: dict[str, Any] = {"task_id": step.id, "retries": step.retries, "retry_exponential_backoff": True,
+                              "retry_delay": EMAIL_RETRY_DELAY if isinstance(step, SendEmailStep) else RETRY_DELAY,
+                              "max_retry_delay": MAX_RETRY_DELAY}
     if step.description:
         kwargs["doc_md"] = step.description
     if step.timeout is not None:
