@@ -119,3 +119,20 @@ def test_the_audit_recorder_is_on_unless_switched_off(value: str | None, on: boo
 def test_a_bad_recorder_switch_says_what_to_write() -> None:
     with pytest.raises(ValueError, match="DEMOBANK_AUDIT_RECORDER='maybe' is neither on nor off"):
         LaunchConfig.from_env({"DEMOBANK_PROJECT_DIR": str(PROJECT_DIR), "DEMOBANK_AUDIT_RECORDER": "maybe"})
+
+
+def test_a_step_that_may_fail_is_reported_and_the_launch_goes_on(tmp_path, capsys) -> None:
+    """The Logic Apps' deploy step: a definition with a problem is not deployed, and make run still starts."""
+    import sys
+
+    from demobank.launcher import Launcher
+
+    config = LaunchConfig.from_env({"DEMOBANK_PROJECT_DIR": str(PROJECT_DIR), "DEMOBANK_HOME": str(tmp_path)})
+    config.log_dir.mkdir(parents=True)
+    launcher = Launcher(config)
+    failing = [sys.executable, "-c", "print('broken.yaml:3:1: steps: Field required'); raise SystemExit(1)"]
+    launcher.run_step("deploy-logic-apps", failing, {}, required=False)
+    out = capsys.readouterr().out
+    assert "deploy-logic-apps: exit code 1, going on" in out and "broken.yaml:3:1: steps: Field required" in out
+    with pytest.raises(RuntimeError, match="step 'seed' failed with exit code 1"):
+        launcher.run_step("seed", failing, {})
