@@ -85,12 +85,13 @@ def load_dags(folder: Path | str, *, functions: Path | None = None,
     if deployed is None:
         deployed = _deployed_versions()
     dags: dict[str, Any] = {}
+    shown = _shown_path(folder)
     for item in checked:
         if item.problems or item.workflow is None:
             errors[item.path] = "\n".join(str(problem) for problem in item.problems)
             continue
         try:
-            dag = build_dag(item.workflow, file=_shown_path(item.path), text=item.text,
+            dag = build_dag(item.workflow, file=f"{shown}/{item.path.name}", text=item.text,
                             deployed=deployed.get(item.workflow.name))
         except Exception as error:  # noqa: BLE001 - one definition's failure is its own import error
             errors[item.path] = str(Problem(str(item.path), 1, 1, "", f"cannot become a DAG: {error}"))

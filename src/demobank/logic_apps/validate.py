@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,18 @@ class Context:
 
 def references(template: str) -> Iterator[tuple[Any, ...]]:
     """The variable paths a template reads: ``{{ steps.a.output.b }}`` → ``('steps', 'a', 'output', 'b')`` (a
-    dynamic subscript ends the path). Names the template assigns itself (``for``, ``set``) are left out."""
+    dynamic subscript ends the path). Names the template assigns itself (``for``, ``set``) are left out.
+
+    Parsed once per text and process: validation and the DAG loader ask for the same templates."""
+    return iter(_references(template))
+
+
+@lru_cache(maxsize=8192)
+def _references(template: str) -> tuple[tuple[Any, ...], ...]:
+    return tuple(_walk_references(template))
+
+
+def _walk_references(template: str) -> Iterator[tuple[Any, ...]]:
     tree = _JINJA.parse(template)
     local = {node.name for node in tree.find_all(nodes.Name) if node.ctx in ("store", "param")}
 
