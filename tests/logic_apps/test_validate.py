@@ -124,3 +124,23 @@ def test_literal_event_data_is_checked_against_the_types_schema_templated_data_a
     assert any("data.mesage: is not a field of demobank.ping v1; did you mean 'message'?" in p for p in literal)
     assert _problems(MANUAL + "      - {id: one, type: publish_event, event_type: demobank.ping, "
                               "data: {message: '{{ inputs.email }}'}}\n") == []
+
+
+def test_an_argument_with_a_template_inside_is_checked_at_run_time_not_as_a_literal() -> None:
+    """``{amount: "{{ inputs.amount }}"}`` is not a Transaction yet: its type is known once rendered."""
+    text = textwrap.dedent("""\
+        name: nested
+        description: d
+        owner: o
+        trigger: {type: manual, inputs: {amount: {type: string, required: true}}}
+        steps:
+          - id: score
+            type: function
+            function: risk_score
+            arguments:
+              transaction: {transaction_id: T1, amount: "{{ inputs.amount }}", currency: EUR, direction: debit,
+                            channel: atm}
+        """)
+    assert _problems(text) == []
+    assert any("risk_score() argument 'transaction'" in problem
+               for problem in _problems(text.replace('"{{ inputs.amount }}"', "lots")))

@@ -203,7 +203,7 @@ class _Checker:
                 self.add((*path, "function"), f"no function {step.function!r} is registered (registered: "
                                               f"{', '.join(sorted(self.context.functions))})")
             else:
-                for message in spec.check_arguments(step.arguments, literal=lambda value: not is_template(value)):
+                for message in spec.check_arguments(step.arguments, literal=_is_literal):
                     self.add((*path, "arguments"), message)
         if isinstance(step, PublishEventStep):
             self.event_type((*path, "event_type"), step.event_type)
@@ -276,6 +276,11 @@ class _Checker:
             return None
         return (f"{dotted}: unknown name {root!r} (use inputs, trigger, steps, item, or one of Airflow's "
                 f"{', '.join(sorted(AIRFLOW_CONTEXT))})")
+
+
+def _is_literal(value: Any) -> bool:
+    """A value with no template anywhere in it (its type can be checked before the run)."""
+    return not any(is_template(text) for _path, text in _strings(value, ()))
 
 
 def _strings(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
