@@ -166,10 +166,19 @@ def _act(step: Any, context: Mapping[str, Any], responses: Mapping[str, Any]) ->
 
 def airflow_names(current: datetime, params: Mapping[str, Any], event: Mapping[str, Any] | None) -> dict[str, Any]:
     """Airflow's context names as a run at ``current`` would have them (a manual run: no data interval of its own,
-    so the run's time), for the templates that use them; ``macros`` is Airflow's own module."""
+    so the run's time), for the templates that use them; ``macros`` has what Airflow's macros module gives
+    templates most (``datetime``, ``timedelta``, ``ds_add``, ``ds_format``), without importing Airflow."""
+    import datetime as datetime_module
     from types import SimpleNamespace
 
-    from airflow.sdk.execution_time import macros
+    def ds_add(ds: str, days: int) -> str:
+        return (datetime_module.date.fromisoformat(ds) + datetime_module.timedelta(days=days)).isoformat()
+
+    def ds_format(ds: str, input_format: str, output_format: str) -> str:
+        return datetime_module.datetime.strptime(ds, input_format).strftime(output_format)
+
+    macros = SimpleNamespace(datetime=datetime_module.datetime, timedelta=datetime_module.timedelta, ds_add=ds_add,
+                             ds_format=ds_format, date=datetime_module.date)
 
     run_id = f"dry_run__{current.isoformat()}"
     return {"ds": current.date().isoformat(), "ds_nodash": current.strftime("%Y%m%d"), "ts": current.isoformat(),
