@@ -20,6 +20,7 @@ from demobank.logic_apps.definition import (
     SCHEMA_FILE,
     DefinitionError,
     Problem,
+    definition_files_in,
     definitions_dir,
     load_definition,
 )
@@ -33,7 +34,7 @@ def definition_files(paths: list[str] | None = None) -> list[Path]:
     found: list[Path] = []
     for entry in [Path(p) for p in paths] if paths else [definitions_dir()]:
         if entry.is_dir():
-            found += sorted(p for p in entry.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+            found += definition_files_in(entry)
         else:
             found.append(entry)
     return found

@@ -584,5 +584,10 @@ def definitions_dir(default: Path | None = None) -> Path:
     return default or PROJECT_DIR / "dags" / "logic_apps"
 
 
+def definition_files_in(folder: Path) -> list[Path]:
+    """The definition files (``*.yaml``, ``*.yml``) of a folder, by name."""
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
 __all__ = ["DefinitionError", "Problem", "RunStatus", "Step", "Workflow", "json_schema", "load_definition",
            "parse_definition", "parse_duration", "schema_text"]

@@ -41,10 +41,10 @@ from demobank.logic_apps.definition import (
     SendEmailStep,
     SendSmsStep,
     Workflow,
+    definition_files_in,
     parse_duration,
     trigger_rule,
 )
-from demobank.logic_apps.templating import is_template
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,6 @@ TAG = "logic-app"
 
 class LogicAppImportWarning(UserWarning):
     """A definition that could not become a DAG (outside Airflow's DAG processor)."""
-
-
-def definition_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.glob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
 
 
 def load_dags(folder: Path | str, *, functions: Path | None = None,
@@ -80,7 +76,7 @@ def load_dags(folder: Path | str, *, functions: Path | None = None,
     folder = Path(folder)
     errors: dict[Path, str] = {path: f"{path}: this functions file cannot be imported, its functions are not "
                                      f"registered:\n{error}" for path, error in load_functions(functions).items()}
-    checked = check_files(definition_files(folder), Context(connections=None, functions=registered(),
+    checked = check_files(definition_files_in(folder), Context(connections=None, functions=registered(),
                                                             catalog=get_catalog()))
     if deployed is None:
         deployed = _deployed_versions()
@@ -203,23 +199,6 @@ def doc_of(workflow: Workflow, file: str, text: str, deployed: Any) -> str:
             f"Defined in `{file}` (sha256 `{digest[:12]}`). {state}\n")
 
 
-def _reads(texts: list[Any]) -> set[str]:
-    from demobank.logic_apps.validate import references
-
-    return {ref[1] for text in texts if is_template(text) for ref in references(text)
-            if ref[0] == "steps" and len(ref) > 1}
-
-
-def _texts(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Mapping):
-        return [text for item in value.values() for text in _texts(item)]
-    if isinstance(value, list):
-        return [text for item in value for text in _texts(item)]
-    return []
-
-
 def _step_operator(step: Any) -> tuple[type, dict[str, Any]]:
     """The operator class of one (non-branching, non-looping) step and its arguments."""
     from demobank.logic_apps import runtime
@@ -259,6 +238,7 @@ def build_dag(workflow: Workflow, *, file: str, text: str, deployed: Any = None)
     from airflow.sdk import DAG
 
     from demobank.logic_apps import runtime
+    from demobank.logic_apps.validate import steps_read
 
     trigger = workflow.trigger
     manual = isinstance(trigger, ManualTrigger)
@@ -269,8 +249,8 @@ def build_dag(workflow: Workflow, *, file: str, text: str, deployed: Any = None)
         for parent in parents:
             downstream[parent].append(child)
 
-    def outputs(texts: list[str]) -> dict[str, str]:
-        return {step_id: output_task[step_id] for step_id in sorted(_reads(texts))}
+    def outputs(value: Any) -> dict[str, str]:
+        return {step_id: output_task[step_id] for step_id in sorted(steps_read(value))}
 
     dag = DAG(
         dag_id=workflow.dag_id,
@@ -293,21 +273,21 @@ def build_dag(workflow: Workflow, *, file: str, text: str, deployed: Any = None)
                 branches = {*step.if_true, *step.if_false}
                 task = runtime.LogicAppConditionOperator(
                     **_common(step), trigger_rule=rule, manual=manual,
-                    outputs=outputs(["{{ " + step.expression + " }}"]), expression=step.expression,
+                    outputs=outputs("{{ " + step.expression + " }}"), expression=step.expression,
                     if_true=step.if_true, if_false=step.if_false,
                     always=[child for child in downstream[step.id] if child not in branches])
                 first[step.id] = last[step.id] = task
             elif isinstance(step, ForEachStep):
                 items = runtime.LogicAppItemsOperator(**_common(step), trigger_rule=rule, manual=manual,
-                                                      outputs=outputs([step.items]), items=step.items)
+                                                      outputs=outputs(step.items), items=step.items)
                 operator, arguments = _step_operator(step.step)
                 inner = operator.partial(**_common(step.step), manual=manual, **arguments,
-                                         outputs=outputs(_texts(arguments))).expand(item=items.output)
+                                         outputs=outputs(arguments)).expand(item=items.output)
                 first[step.id], last[step.id] = items, inner
             else:
                 operator, arguments = _step_operator(step)
                 task = operator(**_common(step), trigger_rule=rule, manual=manual, **arguments,
-                                outputs=outputs(_texts(arguments)))
+                                outputs=outputs(arguments))
                 first[step.id] = last[step.id] = task
         for child, parents in upstream.items():
             for parent in parents:

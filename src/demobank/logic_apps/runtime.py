@@ -24,13 +24,11 @@ from airflow.sdk import BaseOperator
 
 from demobank.connect.operators import SendEmailOperator, SendSmsOperator
 from demobank.logic_apps.templating import evaluate, render
+from demobank.logic_apps.validate import AIRFLOW_CONTEXT
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-AIRFLOW_NAMES = ("ds", "ds_nodash", "ts", "run_id", "logical_date", "data_interval_start", "data_interval_end",
-                 "dag_run", "params", "macros", "var", "conn", "task_instance")
-"""Airflow's context names a Logic App template may use (validate.AIRFLOW_CONTEXT)."""
 
 
 def workflow_context(context: Context, outputs: Mapping[str, str], item: Any = None, *,
@@ -44,7 +42,7 @@ def workflow_context(context: Context, outputs: Mapping[str, str], item: Any = N
     ti = context["ti"]
     dag_run = context.get("dag_run")
     conf = getattr(dag_run, "conf", None) or {}
-    names: dict[str, Any] = {name: context.get(name) for name in AIRFLOW_NAMES if name in context}
+    names: dict[str, Any] = {name: context.get(name) for name in AIRFLOW_CONTEXT if name in context}
     moment = context.get("logical_date") or getattr(dag_run, "run_after", None)
     if moment is not None and context.get("logical_date") is None:
         # A run triggered without a logical date (Airflow 3's default) has no ds, ts, ...: the run's time stands in.

@@ -42,6 +42,13 @@ _NATIVE = _NativeEnvironment(undefined=StrictUndefined)
 """The one environment every Logic App template renders in."""
 
 
+def _defined(result: Any) -> Any:
+    """A template that is one undefined name renders to the Undefined itself in native mode: fail as text would."""
+    if isinstance(result, Undefined):
+        result._fail_with_undefined_error()
+    return result
+
+
 def is_template(value: Any) -> bool:
     return isinstance(value, str) and ("{{" in value or "{%" in value)
 
@@ -51,10 +58,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, str):
         if not is_template(value):
             return value
-        result = _NATIVE.from_string(value).render(**context)
-        if isinstance(result, Undefined):  # a field that is one undefined name: native rendering does not fail
-            result._fail_with_undefined_error()
-        return result
+        return _defined(_NATIVE.from_string(value).render(**context))
     if isinstance(value, Mapping):
         return {key: render(item, context) for key, item in value.items()}
     if isinstance(value, list):
@@ -64,10 +68,7 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
 
 def evaluate(expression: str, context: Mapping[str, Any]) -> bool:
     """Whether a condition's expression (``steps.score.output > 0.8``) holds."""
-    result = _NATIVE.from_string("{{ " + expression + " }}").render(**context)
-    if isinstance(result, Undefined):
-        result._fail_with_undefined_error()
-    return bool(result)
+    return bool(_defined(_NATIVE.from_string("{{ " + expression + " }}").render(**context)))
 
 
 __all__ = ["evaluate", "is_template", "render"]

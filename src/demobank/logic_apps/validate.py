@@ -340,17 +340,11 @@ def validate_files(paths: list[Path], context: Context) -> dict[Path, list[Probl
     return {item.path: item.problems for item in check_files(paths, context)}
 
 
-def step_reads(step: Any) -> set[str]:
-    """The ids of the steps whose outputs a step's templates read (``steps.<id>…``), its for_each body's included."""
-    texts = [text for key, value in step.model_dump(by_alias=True, exclude_none=True).items()
-             if key not in NOT_TEMPLATED and key != "step" for _path, text in _strings(value, ())]
-    if isinstance(step, ConditionStep):
-        texts.append("{{ " + step.expression + " }}")
-    if isinstance(step, ForEachStep):
-        return {ref[1] for text in texts if is_template(text) for ref in references(text)
-                if ref[0] == "steps" and len(ref) > 1} | step_reads(step.step)
-    return {ref[1] for text in texts if is_template(text) for ref in references(text)
+def steps_read(value: Any) -> set[str]:
+    """The ids of the steps whose outputs the templates in ``value`` read (``steps.<id>…``; strings, and those
+    inside dicts and lists)."""
+    return {ref[1] for _path, text in _strings(value, ()) if is_template(text) for ref in references(text)
             if ref[0] == "steps" and len(ref) > 1}
 
 
-__all__ = ["Checked", "Context", "check_files", "references", "step_reads", "validate_files", "validate_text"]
+__all__ = ["Checked", "Context", "check_files", "references", "steps_read", "validate_files", "validate_text"]
