@@ -380,6 +380,20 @@ def test_cli_deploy_refuses_an_invalid_definition_and_records_nothing(
     assert "no definition named 'nothing'" in capsys.readouterr().err
 
 
+def test_cli_deploy_all_deploys_the_valid_definitions_and_exits_1_for_the_others(
+        folder: Path, sqlite_engine: Engine, capsys: pytest.CaptureFixture[str]) -> None:
+    (folder / "onboarding.yaml").write_text(definition("onboarding"))
+    (folder / "broken.yaml").write_text("name: broken\ndescription: [\n")
+    assert main(["workflows", "deploy", "--all"]) == 1
+    out, err = capsys.readouterr()
+    assert "deployed onboarding version 1" in out and f"{folder / 'broken.yaml'}:" in out
+    assert "2 definition(s): 1 deployed or unchanged, 1 refused" in err
+    assert version_count(sqlite_engine) == 1
+    (folder / "broken.yaml").unlink()
+    assert main(["workflows", "deploy", "--all"]) == 0
+    assert main(["workflows", "deploy", "onboarding", "--all"]) == 2  # a name or --all, not both
+
+
 def test_cli_diff_exit_codes_and_output(folder: Path, sqlite_engine: Engine,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     file = folder / "onboarding.yaml"
