@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -254,3 +255,31 @@ def test_cli_runs_several_workers_on_one_file(tmp_path):
 def test_store_from_env_reads_the_sandbox_db_variable(monkeypatch, tmp_path):
     monkeypatch.setenv("DEMOBANK_SANDBOX_DB", str(tmp_path / "from-env.db"))
     assert SandboxStore.from_env().path == tmp_path / "from-env.db"
+
+
+def _write_at_once(stores: list[SandboxStore], writers: int) -> list[str]:
+    barrier = threading.Barrier(writers)
+    errors: list[str] = []
+
+    def write(i: int) -> None:
+        barrier.wait()
+        try:
+            stores[i % len(stores)].record_montecarlo(endpoint="/graphql", operation="ping", payload={"i": i})
+        except Exception as exc:
+            errors.append(f"writer {i}: {exc!r}")
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_stores_opening_a_new_file_at_once_all_write(tmp_path):
+    """Servers starting together on a new file race on the switch to WAL; none may answer "database is locked"."""
+    for attempt in range(60):
+        path = tmp_path / str(attempt) / "sandbox.db"
+        errors = _write_at_once([SandboxStore(path) for _ in range(4)], writers=8)
+        assert errors == [], f"attempt {attempt}"
+        assert SandboxStore(path).count_messages("montecarlo") == 8

@@ -14,6 +14,7 @@ The suite's UI reads the same data through :class:`SandboxStore` directly::
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -186,6 +187,20 @@ class SandboxStore:
             if self._initialised_pid == os.getpid():
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Two servers opening a new file at once race on the switch to WAL, and SQLite answers that race
+            # with "database is locked" at once, without its busy handler: one initialiser at a time, across
+            # processes (an advisory lock on a side file) and across store objects of one process.
+            with open(self.path.with_name(self.path.name + ".init-lock"), "a+b") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                try:
+                    self._create_schema()
+                finally:
+                    fcntl.flock(lock_file, fcntl.LOCK_UN)
+            self._initialised_pid = os.getpid()
+
+    def _create_schema(self) -> None:
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
             conn = self._open()
             try:
                 # Switching to WAL needs a moment of exclusivity; the busy timeout covers other processes.
@@ -196,9 +211,15 @@ class SandboxStore:
                         "put DEMOBANK_SANDBOX_DB on a local file system that supports shared memory."
                     )
                 conn.executescript(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                # A writer that opened the file before it was WAL (e.g. an older process) can still make the
+                # switch fail without waiting: retry until the busy timeout, as SQLite would for a write.
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
             finally:
                 conn.close()
-            self._initialised_pid = os.getpid()
+            time.sleep(0.05)
 
     def _conn(self) -> sqlite3.Connection:
         local = self._local
