@@ -221,7 +221,7 @@ def airflow_environment(config: LaunchConfig, base: dict[str, str] | None = None
             "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": env.get(
                 "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD", "180"),
             # The import error of a Logic App definition that was fixed goes at the bundle's next refresh.
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "60"),
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": env.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "30"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "demobank.launcher.AIRFLOW_SQLITE_CONNECT_ARGS",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "demobank.launcher.AIRFLOW_SQLITE_CONNECT_ARGS",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),

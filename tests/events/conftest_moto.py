@@ -63,9 +63,12 @@ class MotoAws:
             self.sqs.delete_message_batch(QueueUrl=self.standins.queue_url, Entries=[
                 {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
 
-    def receive_audit_messages(self, expected: int, timeout: float = 15.0, settle: float = 1.0) -> list[dict]:
-        """Read (and delete) messages from the audit queue until ``expected`` arrived or ``timeout`` passed,
-        then keep reading for ``settle`` seconds so that duplicates or extras are seen too.
+    def receive_audit_messages(self, expected: int, timeout: float = 15.0, settle: float = 0.0) -> list[dict]:
+        """Read (and delete) messages from the audit queue until ``expected`` arrived or ``timeout`` passed, then
+        until the queue answers empty (and for ``settle`` seconds more), so that duplicates or extras are seen too.
+
+        moto routes an accepted ``PutEvents`` to the rule's queue before it answers, so once the publisher has
+        returned, every copy of its events is already in the queue: one empty answer after that proves none more.
 
         :return: the message bodies, parsed (EventBridge events: ``id``, ``source``, ``detail-type``, ``detail`` …).
         """
@@ -76,16 +79,19 @@ class MotoAws:
             now = time.monotonic()
             if settle_until is None and (len(bodies) >= expected or now >= deadline):
                 settle_until = now + settle
-            if settle_until is not None and now >= settle_until:
-                return bodies
             answer = self.sqs.receive_message(QueueUrl=self.standins.queue_url, MaxNumberOfMessages=10,
-                                              WaitTimeSeconds=1, VisibilityTimeout=60)
+                                              WaitTimeSeconds=0 if settle_until is not None else 1,
+                                              VisibilityTimeout=60)
             messages = answer.get("Messages", [])
             for message in messages:
                 bodies.append(json.loads(message["Body"]))
             if messages:
                 self.sqs.delete_message_batch(QueueUrl=self.standins.queue_url, Entries=[
                     {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)])
+            elif settle_until is not None:
+                if time.monotonic() >= settle_until:
+                    return bodies
+                time.sleep(0.05)
 
 
 def moto_server_command(plain: bool = False) -> list[str]:
